@@ -1,0 +1,49 @@
+# SIPAS Workbench — `make help` lists the targets. Every target creates .venv when it is missing
+# and installs nothing outside it (no global kernels, no global packages).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+YEAR   ?= 2025
+SEED   ?= 2025
+REPORT_LANG  ?= vi
+RUN    ?= $(YEAR)-demo
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo report report-en test test-fast bench lab clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv from pyproject.toml (only when missing or out of date)
+
+demo: $(STAMP) ## Write the seeded demo year to data/demo/ if any file is missing
+	$(BIN)/sipas demo --if-missing --year $(YEAR) --seed $(SEED)
+
+report: demo ## Run the full annual pipeline on the demo data -> reports/$(RUN)/index.html
+	$(BIN)/sipas report --year $(YEAR) --seed $(SEED) --lang $(REPORT_LANG) --run $(RUN)
+
+report-en: ## The same reports in English
+	$(MAKE) report REPORT_LANG=en RUN=$(YEAR)-demo-en
+
+test: $(STAMP) ## Run the whole test suite (unit, parity, simulation and notebook tiers)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+test-fast: $(STAMP) ## Unit tests only (skips the notebook tier)
+	$(BIN)/python -m pytest -n 2 -q -m "not notebooks"
+
+bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lab: $(STAMP) ## Open JupyterLab with the project's environment as the python3 kernel
+	$(BIN)/jupyter lab notebooks/
+
+clean: ## Remove generated reports and caches (keeps .venv and data)
+	rm -rf reports/*/ .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
