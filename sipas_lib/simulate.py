@@ -56,6 +56,7 @@ import pandas as pd
 
 from sipas_lib.config import DEFAULT_SEED, DEFAULT_YEAR, DEMO_DIR
 from sipas_lib.instrument import instrument_for_unit_type
+from sipas_lib.sampling import make_form_ids
 from sipas_lib.units import load_units
 
 FIELDS = ("justice", "labour_social", "land_environment", "construction_urban", "other")
@@ -83,25 +84,6 @@ _OVERDUE_REASONS = np.array(["Hồ sơ phức tạp, cần xác minh", "Phối h
                              "Thiếu nhân lực", "Lỗi phần mềm một cửa"])
 _EDU_OTHER = np.array(["Trung cấp lý luận chính trị", "Bổ túc văn hóa", "Chứng chỉ <nghề> & 'ngắn hạn'",
                        "Không đi học"])
-LUHN_DOUBLE = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9])
-
-
-def luhn_check_digit(first_five: np.ndarray) -> np.ndarray:
-    """Luhn check digit of 5-digit integers (the form-id scheme; see ``sipas_lib.sampling``)."""
-    digits = (first_five[:, None] // 10 ** np.arange(4, -1, -1)) % 10  # d1..d5
-    # Luhn doubles every second digit counting from the right of the payload: d5, d3, d1.
-    doubled = digits.copy()
-    doubled[:, [0, 2, 4]] = LUHN_DOUBLE[digits[:, [0, 2, 4]]]
-    return (10 - doubled.sum(axis=1) % 10) % 10
-
-
-def form_ids(unit_codes: np.ndarray, serials: np.ndarray) -> np.ndarray:
-    """6-digit form ids: unit code (2), serial (3), Luhn check digit (1)."""
-    payload = unit_codes.astype(np.int64) * 1000 + serials.astype(np.int64)
-    full = payload * 10 + luhn_check_digit(payload)
-    return np.char.zfill(full.astype(str), 6)
-
-
 def _units_with_communes(units: pd.DataFrame) -> pd.DataFrame:
     districts = units.loc[units["unit_type"] == "district"]
     k = np.arange(1, COMMUNES_PER_DISTRICT + 1)
@@ -209,7 +191,7 @@ def draw_sample(frame: pd.DataFrame, units: pd.DataFrame, rng: np.random.Generat
     chosen["design_weight"] = chosen["N_h"] / chosen["n_h"]
     code = chosen["unit_id"].map(units.set_index("unit_id")["code"]).astype(int).to_numpy()
     serial = chosen.groupby("unit_id").cumcount().to_numpy() + 1
-    chosen["form_id"] = form_ids(code, serial)
+    chosen["form_id"] = make_form_ids(code, serial)
     online = chosen["channel"].str.startswith("online").to_numpy()
     u = rng.random(len(chosen))
     chosen["survey_mode"] = np.where(online, np.where(u < 0.55, "online", "postal"),
