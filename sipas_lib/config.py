@@ -29,6 +29,14 @@ DEFAULT_SEED = 2025
 DEFAULT_LANG = "vi"
 LANGUAGES = ("vi", "en")
 
+# Vocabularies shared by the data contracts (docs/CONTRACTS.md).
+FIELDS = ("justice", "labour_social", "land_environment", "construction_urban", "other")
+"""Fields of procedure (lĩnh vực), as in the Phụ lục 3 monthly report."""
+CHANNELS = ("direct", "online_l3", "online_l4", "postal")
+"""How a dossier was submitted: one-stop shop, online service level 3 or 4, public postal service (BCCI)."""
+SURVEY_MODES = ("postal", "one_stop", "online")
+"""How a questionnaire was delivered and returned."""
+
 
 @dataclass(frozen=True)
 class RunPaths:

@@ -18,8 +18,8 @@ synthetic Vietnamese names, phone numbers and addresses (personal data: they sta
 folder).
 
 *Sample.* 1,250 department and 4,800 district questionnaires (Hà Nội 2021, seed 002) are
-allocated equally over units, then proportionally over fields inside a unit (largest remainder),
-and drawn by simple random sampling without replacement inside each unit × field stratum:
+allocated equally over units, then proportionally over fields inside a unit, and drawn
+systematically from each unit × field list sorted by date (:mod:`sipas_lib.sampling`):
 :math:`\\pi = n_h / N_h`. Each form gets a 6-digit id (unit code, serial, Luhn check digit)
 and a survey mode (postal, one-stop shop, online) that depends on the submission channel.
 
@@ -54,14 +54,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sipas_lib.config import DEFAULT_SEED, DEFAULT_YEAR, DEMO_DIR
+from sipas_lib.config import CHANNELS, DEFAULT_SEED, DEFAULT_YEAR, DEMO_DIR, FIELDS, SURVEY_MODES
 from sipas_lib.instrument import instrument_for_unit_type
-from sipas_lib.sampling import make_form_ids
+from sipas_lib import sampling
 from sipas_lib.units import load_units
 
-FIELDS = ("justice", "labour_social", "land_environment", "construction_urban", "other")
-CHANNELS = ("direct", "online_l3", "online_l4", "postal")
-SURVEY_MODES = ("postal", "one_stop", "online")
+__all__ = ["CHANNELS", "FIELDS", "SURVEY_MODES", "write_demo_year", "demo_is_complete", "content_digest"]
 TOTALS = {"department": 1250, "district": 4800}
 COMMUNES_PER_DISTRICT = 4
 
@@ -155,51 +153,27 @@ def simulate_frame(units: pd.DataFrame, year: int, rng: np.random.Generator, sca
     return pd.concat([frame, _people(rng, n)], axis=1)
 
 
-def _largest_remainder(quota: np.ndarray, total: int) -> np.ndarray:
-    base = np.floor(quota).astype(int)
-    short = total - base.sum()
-    order = np.argsort(-(quota - base), kind="stable")
-    base[order[:short]] += 1
-    return base
-
-
 def draw_sample(frame: pd.DataFrame, units: pd.DataFrame, rng: np.random.Generator,
                 totals: dict[str, int]) -> pd.DataFrame:
-    """Equal allocation over units, proportional over fields, SRS inside unit × field strata."""
-    counts = frame.groupby(["unit_id", "field"], sort=True).size().rename("N_h").reset_index()
-    unit_type = counts["unit_id"].map(units.set_index("unit_id")["unit_type"])
-    alloc = []
-    for utype, total in totals.items():
-        ids = units.loc[units["unit_type"] == utype, "unit_id"].to_numpy()
-        per_unit = _largest_remainder(np.full(len(ids), total / len(ids)), total)
-        for uid, n_u in zip(ids, per_unit):
-            rows = counts.loc[(counts["unit_id"] == uid) & (unit_type == utype)]
-            n_u = min(n_u, int(rows["N_h"].sum()))
-            n_h = _largest_remainder(rows["N_h"].to_numpy() * n_u / rows["N_h"].sum(), n_u)
-            n_h = np.minimum(n_h, rows["N_h"].to_numpy())
-            alloc.append(rows.assign(n_h=n_h))
-    alloc = pd.concat(alloc, ignore_index=True)
-    # SRS without replacement inside each stratum: rank a uniform key, keep the n_h smallest.
-    key = pd.Series(rng.random(len(frame)), index=frame.index)
-    rank = key.groupby([frame["unit_id"], frame["field"]]).rank(method="first")
-    merged = frame[["transaction_id", "unit_id", "field", "channel", "received_on"]].merge(
-        alloc, on=["unit_id", "field"], how="left")
-    chosen = merged.loc[rank.to_numpy() <= merged["n_h"].fillna(0).to_numpy()].copy()
-    chosen = chosen.sort_values(["unit_id", "received_on", "transaction_id"]).reset_index(drop=True)
-    chosen["stratum"] = chosen["unit_id"] + "|" + chosen["field"]
-    chosen["incl_prob"] = chosen["n_h"] / chosen["N_h"]
-    chosen["design_weight"] = chosen["N_h"] / chosen["n_h"]
-    code = chosen["unit_id"].map(units.set_index("unit_id")["code"]).astype(int).to_numpy()
-    serial = chosen.groupby("unit_id").cumcount().to_numpy() + 1
-    chosen["form_id"] = make_form_ids(code, serial)
+    """The fielded sample, drawn with :mod:`sipas_lib.sampling` as the sampling stage would.
+
+    Equal allocation over the units of a type, proportional over fields inside a unit,
+    systematic selection from each unit x field list sorted by date received, 10 % of each
+    unit's forms flagged for re-check (phúc tra); then a survey mode per form that depends on how
+    the dossier was submitted.
+    """
+    counts = sampling.count_frame(frame)
+    per_unit = sampling.allocate_by_type(counts, units, totals, method="equal")
+    strata = sampling.allocate_within(counts, per_unit, by="field", method="proportional")
+    chosen = sampling.select(frame, strata, method="systematic", seed=rng, recheck=0.10)
+    chosen = sampling.assign_form_ids(chosen, units)
     online = chosen["channel"].str.startswith("online").to_numpy()
     u = rng.random(len(chosen))
     chosen["survey_mode"] = np.where(online, np.where(u < 0.55, "online", "postal"),
                                      np.where(u < 0.65, "postal", "one_stop"))
-    chosen["recheck"] = rng.random(len(chosen)) < 0.10
     cols = ["form_id", "transaction_id", "unit_id", "field", "channel", "survey_mode", "stratum",
             "N_h", "n_h", "incl_prob", "design_weight", "recheck"]
-    return chosen[cols]
+    return chosen[cols].reset_index(drop=True)
 
 
 def _likert(latent: np.ndarray) -> np.ndarray:
@@ -269,7 +243,7 @@ def spoil(answers: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame
     """
     out = answers.copy()
     log = []
-    rows = rng.choice(len(out), 7, replace=False)
+    rows = rng.choice(len(out), 8, replace=False)
     for r, col, val in zip(rows[:3], ("c03", "c10", "c13"), (6, 0, 9)):
         out.loc[r, col] = val
         log.append((out.loc[r, "form_id"], f"out_of_range:{col}"))
@@ -282,7 +256,7 @@ def spoil(answers: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame
     out.loc[rows[5], "unit_id"] = bad_unit
     log.append((out.loc[rows[5], "form_id"], "unknown_unit"))
     exact = out.iloc[[rows[6]]]
-    conflict = out.iloc[[rows[0] - 1 if rows[0] > 0 else 1]].copy()
+    conflict = out.iloc[[rows[7]]].copy()
     conflict["c01"] = 1.0 if conflict["c01"].iloc[0] != 1.0 else 2.0
     log.append((exact["form_id"].iloc[0], "duplicate_exact"))
     log.append((conflict["form_id"].iloc[0], "duplicate_conflicting"))
