@@ -19,7 +19,8 @@ FANOUT_DIR = NOTEBOOKS_DIR / "fanout"
 DATA_DIR = PROJECT_DIR / "data"
 DEMO_DIR = DATA_DIR / "demo"
 PUBLISHED_DIR = DATA_DIR / "published"
-RAW_DIR = DATA_DIR / "raw"
+# Personal data (e.g. the post office mailing list) is written under RAW_DIR; tests point it elsewhere.
+RAW_DIR = Path(os.environ.get("SIPAS_RAW_DIR") or DATA_DIR / "raw")
 INTERIM_DIR = DATA_DIR / "interim"
 REPORTS_DIR = PROJECT_DIR / "reports"
 INSTRUMENTS_DIR = PACKAGE_DIR / "instruments"

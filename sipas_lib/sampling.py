@@ -319,6 +319,12 @@ def _bounded_integer_allocation(
     """
     G = totals.size
     w = weights.astype(float)
+    reach = np.bincount(groups, weights=np.where(w > 0, upper, lower), minlength=G)
+    if np.any(reach < totals):
+        raise ValueError(
+            "the total cannot be reached: units with a zero weight (e.g. a standard deviation of 0) "
+            "stay at their minimum and the others at their maximum"
+        )
     lam_lo = np.zeros(G)
     ratio = np.where(w > 0, upper / np.where(w > 0, w, 1), 0.0)
     lam_hi = np.zeros(G)
@@ -359,7 +365,8 @@ def _bounded_integer_allocation(
         key = np.where(eligible, frac, np.inf)
         rank = _grouped_rank(groups, key, tiebreak, np.arange(n.size))
         n = n - (eligible & (rank < -short[groups])).astype(np.int64)
-    if not np.array_equal(np.bincount(groups, weights=n, minlength=G).round().astype(np.int64), totals.astype(np.int64)):
+    reached = np.bincount(groups, weights=n, minlength=G).round().astype(np.int64)
+    if not np.array_equal(reached, totals.astype(np.int64)):
         raise RuntimeError("allocation rounding failed to reach the total; please report this input")
     return n
 
@@ -595,7 +602,8 @@ def allocate_within(
     if method not in ALLOCATION_METHODS:
         raise ValueError(f"unknown allocation method {method!r}; choose one of {', '.join(ALLOCATION_METHODS)}")
     if allocation[unit_col].duplicated().any():
-        raise ValueError(f"allocation lists a unit twice: {allocation.loc[allocation[unit_col].duplicated(), unit_col].iloc[0]}")
+        twice = allocation.loc[allocation[unit_col].duplicated(), unit_col].iloc[0]
+        raise ValueError(f"allocation lists unit {twice} twice")
     n_unit = pd.to_numeric(allocation[n_col], errors="coerce")
     if n_unit.isna().any() or (n_unit < 0).any():
         raise ValueError(f"allocation column {n_col!r} must hold non-negative whole numbers")
@@ -972,7 +980,10 @@ def select(
     if np.any(np.isnan(n_alloc)) or np.any(n_alloc < 0) or np.any(n_alloc != np.round(n_alloc)):
         raise ValueError(f"allocation column {n_col!r} must hold non-negative whole numbers")
     au = pd.Index(u_labels).get_indexer(allocation[unit_col])
-    af = np.zeros(len(allocation), dtype=np.int64) if field_col is None else pd.Index(f_labels).get_indexer(allocation[field_col])
+    if field_col is None:
+        af = np.zeros(len(allocation), dtype=np.int64)
+    else:
+        af = pd.Index(f_labels).get_indexer(allocation[field_col])
     absent = ((au < 0) | (af < 0)) & (n_alloc > 0)
     if absent.any():
         row = allocation[absent].iloc[0]
@@ -1051,6 +1062,8 @@ def select(
             with np.errstate(divide="ignore", invalid="ignore"):
                 fix = np.where(last > 0, n_lookup / last, 0.0)
             cum = (cs - before[s_sorted]) * fix[s_sorted]  # within-stratum cumulated pi, ends at n_h
+        ends = starts[S_counts > 0] + S_counts[S_counts > 0] - 1
+        cum[ends] = n_lookup[S_counts > 0]  # exact end of each stratum: exactly n_h crossings
         start = rng.random(S)[s_sorted]
         prev = np.empty_like(cum)
         prev[0:1] = 0.0
@@ -1216,11 +1229,16 @@ def assign_form_ids(
     codes = pd.to_numeric(codes, errors="coerce")
     used = codes.reindex(pd.unique(sample[unit_col]))
     if used.isna().any():
-        raise ValueError(f"unit(s) without a 2-digit code in units.csv: {', '.join(map(str, used[used.isna()].index[:10]))}")
+        who = ", ".join(map(str, used[used.isna()].index[:10]))
+        raise ValueError(f"unit(s) without a 2-digit code in units.csv: {who}")
     dup = used.duplicated(keep=False)
     if dup.any():
-        raise ValueError(f"units share a code, so their form ids would clash: {', '.join(map(str, used[dup].index[:10]))}")
-    rank_col = sample["reserve_rank"].to_numpy() if "reserve_rank" in sample.columns else np.zeros(len(sample), dtype=np.int64)
+        who = ", ".join(map(str, used[dup].index[:10]))
+        raise ValueError(f"units share a code, so their form ids would clash: {who}")
+    if "reserve_rank" in sample.columns:
+        rank_col = sample["reserve_rank"].to_numpy()
+    else:
+        rank_col = np.zeros(len(sample), dtype=np.int64)
     g, g_labels = pd.factorize(sample[unit_col])
     serial = _grouped_rank(g, rank_col, np.arange(len(sample))) + 1
     too_many = np.bincount(g, minlength=len(g_labels)) > MAX_SERIAL
@@ -1374,6 +1392,12 @@ REPORT_LABELS: dict[str, dict[str, str]] = {
               "theo kế hoạch) được loại khỏi danh sách chọn mẫu.",
         "en": "{rows} transactions of units outside the survey (not a department or district with planned "
               "questionnaires) are left out of the frame.",
+    },
+    "sd_capped": {
+        "vi": "Số phiếu theo kế hoạch cho nhóm {group} ({plan}) vượt quá số giao dịch có thể chọn ({capacity}); "
+              "nhóm này được điều tra toàn bộ ({capacity} phiếu).",
+        "en": "The planned questionnaires for {group} ({plan}) exceed the transactions available ({capacity}); "
+              "this group is surveyed in full ({capacity} questionnaires).",
     },
     "sd_size_title": {"vi": "Cỡ mẫu cần thiết", "en": "Sample size needed"},
     "sd_size_text": {
