@@ -180,26 +180,42 @@ def _likert(latent: np.ndarray) -> np.ndarray:
     return 1 + np.searchsorted(np.array([-1.6, -0.9, 0.0, 1.4]), latent)
 
 
+def unit_effects(n_units: int, n_elements: int, n_criteria: int, seed: int, year: int) -> dict[str, np.ndarray]:
+    """Latent unit, element and item effects: stable across years, plus a small yearly drift.
+
+    The stable part comes from ``seed`` alone, so consecutive demo years of the same seed show the
+    same units near the top and bottom, and year-on-year changes of a few points, as real
+    SIPAS series do; the drift comes from ``(seed, year)``.
+    """
+    stable = np.random.default_rng([seed, 0])
+    drift = np.random.default_rng([seed, year, 1])
+    return {
+        "unit_base": stable.uniform(0.8, 1.6, n_units) + drift.normal(0, 0.08, n_units),
+        "element": stable.normal(0, 0.15, (n_units, n_elements)) + drift.normal(0, 0.05, (n_units, n_elements)),
+        "item": stable.normal(0, 0.12, n_criteria),
+        "response": stable.normal(0, 0.5, n_units) + drift.normal(0, 0.1, n_units),
+    }
+
+
 def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.Generator,
-                     year: int) -> pd.DataFrame:
+                     year: int, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """Returned questionnaires (before spoiling), canonical columns, both forms."""
     ids = units["unit_id"].to_numpy()
     unit_pos = pd.Index(ids).get_indexer(sample["unit_id"])
     n = len(sample)
+    instrument = instrument_for_unit_type("district")
+    criteria = instrument.criteria_codes
+    element_of = instrument.items.set_index("code")["element"]
+    elements = sorted(element_of.loc[criteria].unique())
+    effects = unit_effects(len(ids), len(elements), len(criteria), seed, year)
     # Response: unit effect + survey-mode effect on the logit scale.
-    unit_resp = rng.normal(0, 0.5, len(ids))
+    unit_resp = effects["response"]
     mode_eff = sample["survey_mode"].map({"one_stop": 2.6, "postal": 1.3, "online": 0.7}).to_numpy()
     returned = rng.random(n) < 1 / (1 + np.exp(-(mode_eff + unit_resp[unit_pos])))
     resp = sample.loc[returned].reset_index(drop=True)
     pos = unit_pos[returned]
     m = len(resp)
-    instrument = instrument_for_unit_type("district")
-    criteria = instrument.criteria_codes
-    element_of = instrument.items.set_index("code")["element"]
-    elements = sorted(element_of.loc[criteria].unique())
-    unit_base = rng.uniform(0.8, 1.6, len(ids))
-    element_eff = rng.normal(0, 0.15, (len(ids), len(elements)))
-    item_eff = rng.normal(0, 0.12, len(criteria))
+    unit_base, element_eff, item_eff = effects["unit_base"], effects["element"], effects["item"]
     el_idx = np.array([elements.index(element_of[c]) for c in criteria])
     eta = rng.normal(size=(m, 1))
     latent = (item_eff[None, :] + unit_base[pos][:, None] + element_eff[pos][:, el_idx]
@@ -361,7 +377,7 @@ DEMO_FILES = ("units.csv", "frame.parquet", "frame_counts.csv", "sample.csv", "r
 
 def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YEAR, seed: int = DEFAULT_SEED,
                     scale: float = 1.0, n_departments: int | None = None,
-                    n_districts: int | None = None) -> dict[str, Path]:
+                    n_districts: int | None = None, previous_year: bool = False) -> dict[str, Path]:
     """Simulate a demo year and write its files (see ``docs``/README for the contracts).
 
     Parameters
@@ -374,6 +390,9 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
         Multiplies frame size, sample totals and dossier counts (``0.05`` gives a tiny year for tests).
     n_departments, n_districts
         Keep only the first few units of each type (tiny test years).
+    previous_year
+        Also write ``year - 1`` (same seed, so the same units lead and trail, with a yearly drift)
+        to ``folder/previous_year/``, for year-on-year comparisons.
 
     Returns
     -------
@@ -382,7 +401,7 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, year])
     registry = load_units()
     keep = pd.concat([
         registry.loc[registry["unit_type"] == "department"].head(n_departments or 10**6),
@@ -394,7 +413,7 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
                                len(registry.query("unit_type == @t")))), 1)
               for t, v in TOTALS.items()}
     sample = draw_sample(frame, surveyed, rng, totals)
-    answers = simulate_answers(sample, surveyed, rng, year)
+    answers = simulate_answers(sample, surveyed, rng, year, seed)
     answers, spoiled = spoil(answers, rng)
     utype = answers["unit_id"].str[0].map({"S": "department", "D": "district"})
     dept = answers.loc[utype == "department"].drop(columns=[c for c in answers if c.startswith("lg")])
@@ -421,12 +440,19 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     put("spoiled_records.csv", spoiled)
     for name, table in admin.items():
         put(f"{name}.csv" if name == "procedures" else f"{name}.parquet", table)
+    if previous_year:
+        earlier = write_demo_year(folder / PREVIOUS_YEAR_DIR, year - 1, seed, scale, n_departments, n_districts)
+        written.update({f"{PREVIOUS_YEAR_DIR}/{name}": path for name, path in earlier.items()})
     return written
 
 
-def demo_is_complete(folder: str | os.PathLike = DEMO_DIR) -> bool:
-    """True when every demo file exists in ``folder``."""
-    return all((Path(folder) / name).exists() for name in DEMO_FILES)
+PREVIOUS_YEAR_DIR = "previous_year"
+
+
+def demo_is_complete(folder: str | os.PathLike = DEMO_DIR, previous_year: bool = False) -> bool:
+    """True when every demo file exists in ``folder`` (and in its ``previous_year/`` when asked)."""
+    folders = [Path(folder)] + ([Path(folder) / PREVIOUS_YEAR_DIR] if previous_year else [])
+    return all((f / name).exists() for f in folders for name in DEMO_FILES)
 
 
 def content_digest(path: str | os.PathLike) -> str:
@@ -445,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args(argv)
-    for name, path in write_demo_year(args.out, args.year, args.seed, args.scale).items():
+    for name, path in write_demo_year(args.out, args.year, args.seed, args.scale, previous_year=True).items():
         print(f"wrote {path}")
 
 

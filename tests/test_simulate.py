@@ -16,7 +16,7 @@ COMMITTED = ("units.csv", "frame_counts.csv", "sample.csv", "responses_departmen
 @pytest.fixture(scope="module")
 def full_year(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
-    simulate.write_demo_year(folder)
+    simulate.write_demo_year(folder, previous_year=True)
     return folder
 
 
@@ -30,11 +30,22 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     assert simulate.content_digest(a["sample.csv"]) != simulate.content_digest(c["sample.csv"])
 
 
-def test_committed_demo_files_are_what_the_seed_gives(full_year):
+@pytest.mark.parametrize("sub", ["", simulate.PREVIOUS_YEAR_DIR])
+def test_committed_demo_files_are_what_the_seed_gives(full_year, sub):
     for name in COMMITTED:
-        assert (DEMO_DIR / name).exists(), f"data/demo/{name} is not committed"
-        assert simulate.content_digest(DEMO_DIR / name) == simulate.content_digest(full_year / name), (
-            f"data/demo/{name} differs from `sipas demo` output: regenerate it")
+        committed = DEMO_DIR / sub / name
+        assert committed.exists(), f"{committed} is not committed"
+        assert simulate.content_digest(committed) == simulate.content_digest(full_year / sub / name), (
+            f"{committed} differs from `sipas demo` output: regenerate it")
+    assert simulate.demo_is_complete(full_year, previous_year=True)
+
+
+def test_consecutive_years_keep_the_units_order_with_a_drift():
+    now = simulate.unit_effects(50, 5, 18, seed=2025, year=2025)
+    before = simulate.unit_effects(50, 5, 18, seed=2025, year=2024)
+    assert np.array_equal(now["item"], before["item"])
+    change = now["unit_base"] - before["unit_base"]
+    assert 0 < change.std() < 0.2 and np.corrcoef(now["unit_base"], before["unit_base"])[0, 1] > 0.8
 
 
 def test_sample_follows_the_hanoi_plan(full_year):
