@@ -1,0 +1,717 @@
+"""Survey weights: base weights, non-response adjustment, calibration, trimming, diagnostics.
+
+Every calibration (:func:`poststratify`, :func:`rake`, :func:`calibrate`) and :func:`trim` takes a
+:class:`~sipas_lib.estimation.SurveyDesign` (or a :class:`~sipas_lib.estimation.ReplicateDesign`)
+and returns a new one. As in R's ``survey`` package, a calibrated Taylor design remembers the
+calibration, and every standard error computed from it uses calibration residuals (R's
+``svyrecvar`` with ``postStrata``); a replicate design is recalibrated in every replicate.
+
+:func:`annual_design` builds the design of a SIPAS year in one call (base weights ->
+non-response adjustment -> post-stratification to the frame's unit x field counts -> trimming)
+and is used by both the weighting and the index stages, so they agree.
+
+References
+----------
+Lumley, T. (2010). *Complex Surveys: A Guide to Analysis Using R*, ch. 7. Wiley.
+Deville, J.-C. & Särndal, C.-E. (1992). Calibration estimators in survey sampling. *JASA* 87, 376-382.
+Kish, L. (1992). Weighting for unequal P_i. *Journal of Official Statistics* 8, 183-200.
+Valliant, R., Dever, J. & Kreuter, F. (2018). *Practical Tools for Designing and Weighting Survey
+Samples*, ch. 13-14. Springer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from sipas_lib.estimation import (
+    CalibrationAtom,
+    CalibrationStep,
+    ReplicateDesign,
+    SurveyDesign,
+    onehot_atom,
+)
+
+RAKING_SWEEPS = 10  # R's svyrecvar backfits raking residuals with 10 sweeps over the margins
+COUNT_COLUMNS = ("N", "Freq", "count", "n")
+
+Design = SurveyDesign | ReplicateDesign
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _keys(key: str | Sequence[str]) -> list[str]:
+    return [key] if isinstance(key, str) else list(key)
+
+
+def _population_table(cols: list[str], population) -> pd.DataFrame:
+    """Normalise a population margin to a DataFrame with ``cols`` + ``N``."""
+    if isinstance(population, pd.Series):
+        pop = population.rename("N").reset_index()
+        if len(pop.columns) != len(cols) + 1:
+            raise ValueError(f"population for {cols} must be indexed by {len(cols)} level(s)")
+        pop.columns = cols + ["N"]
+    elif isinstance(population, pd.DataFrame):
+        missing = [c for c in cols if c not in population.columns]
+        if missing:
+            raise ValueError(f"population table for {cols} lacks column(s) {missing}")
+        counts = [c for c in population.columns if c not in cols]
+        if len(counts) != 1:
+            named = [c for c in counts if c in COUNT_COLUMNS]
+            if len(named) != 1:
+                raise ValueError(f"population table for {cols} must have exactly one count column "
+                                 f"besides {cols} (found {counts})")
+            counts = named
+        pop = population[cols + counts].rename(columns={counts[0]: "N"})
+    else:
+        raise ValueError("a population margin must be a pandas Series (index = categories) or DataFrame")
+    pop = pop.copy()
+    pop["N"] = pd.to_numeric(pop["N"], errors="coerce")
+    if pop["N"].isna().any() or (pop["N"] < 0).any():
+        raise ValueError(f"population counts for {cols} must be non-negative numbers")
+    if pop.duplicated(cols).any():
+        dup = pop[pop.duplicated(cols)].iloc[0][cols].tolist()
+        raise ValueError(f"population for {cols} lists category {dup} twice")
+    return pop
+
+
+def _cell_codes(data: pd.DataFrame, cols: list[str], pop: pd.DataFrame, w: np.ndarray, partial: bool,
+                what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row -> population-cell code and the population count of each cell (R postStratify checks)."""
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise ValueError(f"{what}: column(s) {missing} not in the design data")
+    if data[cols].isna().any().any():
+        raise ValueError(f"{what}: column(s) {cols} have missing values; every respondent needs a cell")
+    pop = pop[pop["N"] > 0].reset_index(drop=True)
+    idx = pd.MultiIndex.from_frame(pop[cols]) if len(cols) > 1 else pd.Index(pop[cols[0]])
+    rows = pd.MultiIndex.from_frame(data[cols]) if len(cols) > 1 else pd.Index(data[cols[0]])
+    code = idx.get_indexer(rows)
+    if (code < 0).any():
+        bad = data[cols].iloc[np.flatnonzero(code < 0)[0]].tolist()
+        raise ValueError(f"{what}: respondents in cell {bad} ({int((code < 0).sum())} rows) but the "
+                         "population has no such cell (or a zero count); check labels and types")
+    K = len(pop)
+    wsum = np.bincount(code, weights=w, minlength=K)
+    empty = np.flatnonzero(wsum <= 0)
+    if empty.size and not partial:
+        cells = [pop.iloc[i][cols].tolist() for i in empty[:5]]
+        raise ValueError(f"{what}: {empty.size} population cell(s) have no respondents (e.g. {cells}); "
+                         "collapse them with a neighbouring cell or use partial=True to ignore them")
+    return code, pop["N"].to_numpy(float)
+
+
+def _label(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Vectorized 'a|b|c' labels of the given columns."""
+    out = df[cols[0]].astype(str)
+    for c in cols[1:]:
+        out = out + "|" + df[c].astype(str)
+    return out.to_numpy(dtype=object)
+
+
+def _weight_matrix(design: Design) -> np.ndarray:
+    """(n x m): full weights, then replicate weights for a ReplicateDesign."""
+    if isinstance(design, ReplicateDesign):
+        return np.column_stack([design.w, design.repweights])
+    return design.w[:, None]
+
+
+def _finish(design: Design, Wnew: np.ndarray, name: str | None, step: CalibrationStep | None) -> Design:
+    if isinstance(design, ReplicateDesign):
+        return design.with_weights(Wnew[:, 0], Wnew[:, 1:], name=name)
+    cal = design.calibration + ((step,) if step is not None else ())
+    return design.with_weights(Wnew[:, 0], name=name, calibration=cal)
+
+
+# --------------------------------------------------------------------------------------------
+# base weights and non-response
+# --------------------------------------------------------------------------------------------
+def base_weights(sample: pd.DataFrame, incl_prob: str = "incl_prob", name: str = "w_base") -> pd.DataFrame:
+    """Design (base) weights :math:`d_i = 1/\\pi_i` from inclusion probabilities.
+
+    Returns a copy of ``sample`` with column ``name``. Raises if a probability is missing or
+    outside (0, 1].
+    """
+    if incl_prob not in sample.columns:
+        raise ValueError(f"inclusion probability column {incl_prob!r} is not in the sample")
+    p = pd.to_numeric(sample[incl_prob], errors="coerce").to_numpy(float)
+    bad = np.isnan(p) | (p <= 0) | (p > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{int(bad.sum())} inclusion probabilities are missing or outside (0, 1] "
+                         f"(row {i}: {sample[incl_prob].iloc[i]!r})")
+    return sample.assign(**{name: 1.0 / p})
+
+
+def nonresponse_adjust(sample: pd.DataFrame, responded: str, cells: str | Sequence[str],
+                       weight: str = "w_base", name: str = "w_nr",
+                       fallback: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """Weighting-class non-response adjustment.
+
+    Within each cell c of the *issued* sample,
+
+    .. math:: w^{nr}_i = d_i \\, \\frac{\\sum_{j \\in c} d_j}{\\sum_{j \\in c,\\, r_j = 1} d_j}
+              \\quad (r_i = 1), \\qquad w^{nr}_i = 0 \\quad (r_i = 0),
+
+    so respondents carry the weight of the non-respondents of their cell (Valliant et al. 2018,
+    sec. 13.5).
+
+    Parameters
+    ----------
+    sample
+        Issued sample, one row per selected unit, with base weights.
+    responded
+        Boolean column: questionnaire returned and accepted.
+    cells
+        Adjustment-cell column(s), e.g. ``["unit_id", "survey_mode"]``.
+    weight, name
+        Input base-weight column and output column.
+    fallback
+        Coarser cell column(s) (e.g. ``"unit_id"``). The issued weight of a cell without any
+        respondent is spread over the respondents of its fallback cell in proportion to their
+        adjusted weights (so fallback-cell totals are kept); without ``fallback`` such a cell raises.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample`` plus ``name`` (0 for non-respondents), ``nr_factor`` (``name / weight`` for
+        respondents) and ``nr_cell`` (the adjustment cell label).
+    """
+    cells = _keys(cells)
+    for c in cells + [responded, weight] + _keys(fallback or []):
+        if c not in sample.columns:
+            raise ValueError(f"column {c!r} is not in the sample")
+    r = sample[responded].astype(bool).to_numpy()
+    d = sample[weight].to_numpy(float)
+    if not r.any():
+        raise ValueError("no respondents in the sample")
+
+    key = _label(sample, cells)
+    issued = pd.Series(d).groupby(key).sum()
+    resp = pd.Series(d * r).groupby(key).sum()
+    empty_cells = resp.index[resp <= 0]
+    fac = pd.Series(key).map(issued / resp.where(resp > 0)).to_numpy(float)
+    w = np.where(r, d * fac, 0.0)
+    in_empty = np.isin(key, empty_cells)
+    if in_empty.any():
+        if fallback is None:
+            raise ValueError(f"{len(empty_cells)} non-response cell(s) have no respondents (e.g. "
+                             f"{empty_cells[0]!r}); give fallback cells (e.g. fallback='unit_id') or collapse cells")
+        # spread the issued weight of empty cells over the respondents of the same fallback cell
+        fkey = _label(sample, _keys(fallback))
+        E = pd.Series(np.where(in_empty, d, 0.0)).groupby(fkey).sum()
+        R = pd.Series(w).groupby(fkey).sum()
+        orphan = E.index[(E > 0) & (R <= 0)]
+        if len(orphan):
+            raise ValueError(f"fallback cell {orphan[0]!r} has no respondents either")
+        w = w * (1 + pd.Series(fkey).map(E / R.where(R > 0)).fillna(0.0).to_numpy())
+    return sample.assign(**{name: w, "nr_factor": np.where(r, w / d, np.nan), "nr_cell": key})
+
+
+# --------------------------------------------------------------------------------------------
+# post-stratification, raking, GREG calibration, trimming
+# --------------------------------------------------------------------------------------------
+def poststratify(design: Design, strata: str | Sequence[str], population, partial: bool = False,
+                 name: str | None = None) -> Design:
+    """Post-stratify to known cell counts (R ``postStratify``).
+
+    .. math:: w^*_i = w_i \\, N_c / \\hat N_c, \\qquad \\hat N_c = \\sum_{j \\in c} w_j
+
+    Variance: scores are replaced by :math:`w^*_i (z_i - \\bar z_c)` with :math:`\\bar z_c` the
+    mean of z in cell c under the old weights (R ``svyrecvar``). A replicate design is
+    post-stratified in every replicate.
+
+    Parameters
+    ----------
+    design
+        Design to calibrate.
+    strata
+        Cell column(s).
+    population
+        Series indexed by the cell values (MultiIndex for several columns) or DataFrame with the
+        cell columns and one count column (``N``/``Freq``).
+    partial
+        Ignore population cells without respondents (R ``partial=TRUE``); else raise.
+    name
+        Name of the new weight column (default: overwrite the current one).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"g": ["a", "a", "b"], "y": [1.0, 2, 3]})
+    >>> d = poststratify(SurveyDesign(df), "g", pd.Series({"a": 10, "b": 30}))
+    >>> d.w.tolist()
+    [5.0, 5.0, 30.0]
+    """
+    cols = _keys(strata)
+    pop = _population_table(cols, population)
+    W = _weight_matrix(design)
+    code, Npop = _cell_codes(design.data, cols, pop, W[:, 0], partial, "poststratify")
+    K = len(Npop)
+    Wnew = np.empty_like(W)
+    for m in range(W.shape[1]):
+        freq = np.bincount(code, weights=W[:, m], minlength=K)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Wnew[:, m] = W[:, m] * (Npop / freq)[code]
+    step = None
+    if isinstance(design, SurveyDesign):
+        psw, oldw = Wnew[:, 0].copy(), W[:, 0].copy()
+        zero = (psw == 0) & (oldw == 0)
+        psw[zero] = 1.0
+        oldsum = np.bincount(code, weights=oldw, minlength=K)
+        with np.errstate(divide="ignore"):
+            L = np.where(oldsum > 0, 1.0 / oldsum, 0.0)
+        step = CalibrationStep("poststratify", (onehot_atom(code, K, oldw / psw, psw, L),), (0,))
+    return _finish(design, Wnew, name, step)
+
+
+def rake(design: Design, margins: Mapping, maxit: int = 10, epsilon: float = 1.0,
+         name: str | None = None, strict: bool = False) -> Design:
+    """Raking (iterative proportional fitting) to several population margins (R ``rake``).
+
+    Each sweep post-stratifies to every margin in turn; the sweeps stop when the weighted table of
+    all margin variables changes by less than ``epsilon`` (counts; ``epsilon < 1`` is relative to
+    the weight total, as R) or after ``maxit`` sweeps. Variance: R's raking residuals (10
+    back-fitting sweeps of the post-stratification residuals over the margins).
+
+    Parameters
+    ----------
+    design
+        Design to calibrate.
+    margins
+        ``{column or tuple of columns: population}``, population as in :func:`poststratify`.
+    maxit, epsilon
+        Iteration cap and tolerance (R's defaults 10 and 1).
+    strict
+        Raise instead of warning when raking does not converge.
+
+    Raises
+    ------
+    ValueError
+        Margins whose totals disagree (raking cannot converge), a margin cell without
+        respondents, a respondent category missing from a margin.
+    """
+    if not margins:
+        raise ValueError("give at least one margin")
+    W = _weight_matrix(design)
+    data = design.data
+    specs = []
+    for key, popm in margins.items():
+        cols = _keys(key)
+        pop = _population_table(cols, popm)
+        code, Npop = _cell_codes(data, cols, pop, W[:, 0], False, f"rake margin {cols}")
+        specs.append((cols, code, Npop))
+    totals = np.array([s[2].sum() for s in specs])
+    if np.any(np.abs(totals - totals[0]) > 1e-6 * max(1.0, abs(totals[0]))):
+        desc = ", ".join(f"{'x'.join(s[0])}: {t:,.6g}" for s, t in zip(specs, totals))
+        raise ValueError(f"the raking margins disagree on the population total ({desc}); "
+                         "raking cannot converge -- make the margins consistent")
+    # cells of the cross-classification of all margins: raking factors are constant in a cell
+    cell_key = np.zeros(len(data), np.int64)
+    for _, code, Npop in specs:
+        cell_key = cell_key * len(Npop) + code
+    n_cross = int(np.prod([len(sp[2]) for sp in specs], dtype=float))
+    if n_cross <= 50_000_000:
+        present = np.bincount(cell_key, minlength=n_cross) > 0
+        relabel = np.cumsum(present) - 1
+        cell_of_row = relabel[cell_key]
+        C = int(present.sum())
+    else:
+        _, cell_of_row = np.unique(cell_key, return_inverse=True)
+        C = int(cell_of_row.max()) + 1
+    cell_margin = []
+    for _, code, Npop in specs:
+        cm = np.zeros(C, np.int64)
+        cm[cell_of_row] = code
+        cell_margin.append(cm)
+    Wc = np.stack([np.bincount(cell_of_row, weights=W[:, m], minlength=C) for m in range(W.shape[1])], 1)
+    fac = np.ones_like(Wc)
+    eps = epsilon * W[:, 0].sum() if epsilon < 1 else epsilon
+    old = Wc[:, 0].copy()
+    converged = False
+    it = 0
+    psw_fac: list[np.ndarray] = []
+    while it < maxit:
+        psw_fac = []
+        for (cols, code, Npop), cm in zip(specs, cell_margin):
+            K = len(Npop)
+            cur = Wc * fac
+            freq = np.stack([np.bincount(cm, weights=cur[:, m], minlength=K) for m in range(cur.shape[1])], 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fac = fac * (Npop[:, None] / freq)[cm]
+            psw_fac.append(fac[:, 0].copy())
+        new = Wc[:, 0] * fac[:, 0]
+        if np.max(np.abs(old - new)) < eps:
+            converged = True
+            break
+        old = new
+        it += 1
+    if not converged:
+        msg = f"raking did not converge after {it} iterations (epsilon={epsilon})"
+        if strict:
+            raise ValueError(msg)
+        warnings.warn(msg + "; raise maxit", RuntimeWarning, stacklevel=2)
+    Wnew = W * fac[cell_of_row]
+    step = None
+    if isinstance(design, SurveyDesign):
+        atoms = []
+        for (cols, code, Npop), pf in zip(specs, psw_fac):
+            psw = W[:, 0] * pf[cell_of_row]
+            cnt = np.bincount(code, minlength=len(Npop)).astype(float)
+            with np.errstate(divide="ignore"):
+                L = np.where(cnt > 0, 1.0 / cnt, 0.0)
+                atoms.append(onehot_atom(code, len(Npop), 1.0 / psw, psw, L))
+        program = tuple(m for _ in range(RAKING_SWEEPS) for m in range(len(atoms)))
+        step = CalibrationStep("raking", tuple(atoms), program)
+    return _finish(design, Wnew, name, step)
+
+
+def _model_matrix(data: pd.DataFrame, margins: Mapping, totals: Mapping, population: float | None):
+    """Treatment-coded model matrix (intercept, categorical margins, numeric columns) and totals."""
+    blocks = [np.ones(len(data))]
+    names = ["(Intercept)"]
+    target = []
+    N_from_margins = []
+    cols_sparse = [sparse.csr_matrix(np.ones((len(data), 1)))]
+    for key, popm in (margins or {}).items():
+        cols = _keys(key)
+        pop = _population_table(cols, popm)
+        code, Npop = _cell_codes(data, cols, pop, np.ones(len(data)), False, f"calibrate margin {cols}")
+        N_from_margins.append(Npop.sum())
+        K = len(Npop)
+        if K > 1:
+            rows = np.flatnonzero(code > 0)
+            cols_sparse.append(sparse.csr_matrix((np.ones(rows.size), (rows, code[rows] - 1)), shape=(len(data), K - 1)))
+            target.extend(Npop[1:].tolist())
+            names.extend(f"{'x'.join(cols)}={v}" for v in pop[pop["N"] > 0][cols].astype(str).agg("|".join, axis=1).iloc[1:])
+    for col, tot in (totals or {}).items():
+        if col not in data.columns:
+            raise ValueError(f"calibration total for {col!r}: column not in the data")
+        v = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
+        if np.isnan(v).any():
+            raise ValueError(f"calibration variable {col!r} has missing values")
+        cols_sparse.append(sparse.csr_matrix(v[:, None]))
+        target.append(float(tot))
+        names.append(col)
+    if N_from_margins:
+        Ns = np.array(N_from_margins)
+        if np.any(np.abs(Ns - Ns[0]) > 1e-6 * Ns[0]):
+            raise ValueError(f"the calibration margins disagree on the population total ({Ns.tolist()})")
+        if population is not None and abs(population - Ns[0]) > 1e-6 * Ns[0]:
+            raise ValueError(f"population={population:g} disagrees with the margins' total {Ns[0]:g}")
+        N = Ns[0]
+    elif population is not None:
+        N = float(population)
+    else:
+        raise ValueError("give the population size (population=) or at least one margin")
+    M = sparse.hstack(cols_sparse, format="csr")
+    return M, np.array([N] + target), names
+
+
+def calibrate(design: Design, margins: Mapping | None = None, totals: Mapping[str, float] | None = None,
+              population: float | None = None, name: str | None = None) -> Design:
+    """Linear (GREG) calibration to known totals (R ``calibrate(..., calfun="linear")``).
+
+    With model matrix :math:`M` (intercept, treatment-coded categorical margins, numeric columns),
+    sample totals :math:`\\hat T = M^\\top w` and population totals :math:`T`,
+
+    .. math:: g_i = 1 + m_i^\\top (M^\\top W M)^{-1}(T - \\hat T), \\qquad w^*_i = g_i w_i .
+
+    Variance: GREG residuals :math:`w^*_i (z_i - m_i^\\top \\hat\\beta)`,
+    :math:`\\hat\\beta = (M^\\top W M)^{-1} M^\\top W z` (R's ``svyrecvar``). A replicate design is
+    calibrated in every replicate. The model space equals R's formula ``~ a + b + x`` for
+    ``margins={"a":.., "b":..}, totals={"x":..}`` (the coding does not change the result).
+
+    Parameters
+    ----------
+    margins
+        ``{column(s): population counts}`` as in :func:`poststratify` (all levels).
+    totals
+        ``{numeric column: population total}``.
+    population
+        Population size (needed when no margin is given).
+
+    Raises
+    ------
+    ValueError
+        Margins with different totals, empty cells, or calibrated weights <= 0 (linear
+        calibration can produce them; rake or trim instead).
+    """
+    M, T, names = _model_matrix(design.data, margins, totals, population)
+    W = _weight_matrix(design)
+    Wnew = np.empty_like(W)
+    for m in range(W.shape[1]):
+        w = W[:, m]
+        A = (M.T @ M.multiply(w[:, None])).toarray() if sparse.issparse(M) else M.T @ (M * w[:, None])
+        A = np.asarray(A)
+        that = np.asarray(M.T @ w).ravel()
+        lam = np.linalg.lstsq(A, T - that, rcond=None)[0]
+        g = 1.0 + np.asarray(M @ lam).ravel()
+        if m == 0:
+            g0 = g
+        Wnew[:, m] = w * g
+    if (Wnew[:, 0] <= 0).any():
+        raise ValueError(f"linear calibration produced {int((Wnew[:, 0] <= 0).sum())} zero or negative "
+                         "weight(s); use rake() (positive factors) or fewer constraints")
+    step = None
+    if isinstance(design, SurveyDesign):
+        # residuals depend on the model space only: centre and scale the columns (the intercept
+        # is in the model) so that M'WM is well conditioned (R uses a QR decomposition instead)
+        w0 = W[:, 0]
+        n_num = len(totals or {})
+        Ms = M
+        if n_num:
+            X = M[:, M.shape[1] - n_num:].toarray()
+            Xc = X - (w0 @ X) / w0.sum()
+            sd = np.sqrt((w0 @ (Xc * Xc)) / w0.sum())
+            sd[sd == 0] = 1.0
+            Ms = sparse.hstack([M[:, :M.shape[1] - n_num], sparse.csr_matrix(Xc / sd)], format="csr")
+        A = np.asarray((Ms.T @ Ms.multiply(w0[:, None])).todense())
+        Ainv = np.linalg.pinv(A, hermitian=True)
+        P = sparse.csr_matrix(Ms.multiply(1.0 / g0[:, None]))
+        H = sparse.csr_matrix(Ms.multiply(Wnew[:, 0][:, None]))
+        step = CalibrationStep("greg", (CalibrationAtom(P, H, Ainv),), (0,))
+    return _finish(design, Wnew, name, step)
+
+
+def _trim_vector(w: np.ndarray, lower, upper, strict: bool, groups: np.ndarray | None) -> np.ndarray:
+    """trimWeights on one weight vector; bounds may be scalars or per-row arrays."""
+    groups = np.zeros(len(w), np.int64) if groups is None else groups
+    G = int(groups.max()) + 1
+    w = w.copy()
+    for _ in range(1000):
+        outside = (w < lower) | (w > upper)
+        if not outside.any():
+            break
+        clipped = np.clip(w, lower, upper)
+        excess = np.bincount(groups, weights=w - clipped, minlength=G)
+        inside = np.bincount(groups, weights=(~outside).astype(float), minlength=G)
+        if np.any((inside == 0) & (np.abs(excess) > 0)):
+            raise ValueError("every weight of a group is outside the trimming bounds; widen them")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(inside > 0, excess / inside, 0.0)
+        w = np.where(outside, clipped, w + share[groups])
+        if not strict:
+            break
+    return w
+
+
+def trim(design: Design, lower: float = -np.inf, upper: float = np.inf, strict: bool = False,
+         by: str | Sequence[str] | None = None, name: str | None = None) -> Design:
+    """Trim weights to [lower, upper] and share the trimmed amount among the untrimmed weights
+    (R ``trimWeights``).
+
+    .. math:: w^*_i = \\min(\\max(w_i, L), U) + 1[L \\le w_i \\le U]\\,
+              \\frac{\\sum_j (w_j - \\min(\\max(w_j, L), U))}{\\#\\{j: L \\le w_j \\le U\\}}
+
+    ``strict=True`` repeats until no weight is outside the bounds (R). ``by`` (an extension) trims
+    within groups, sharing the trimmed weight within the group so group totals are kept. The
+    design keeps its calibration residuals (R does the same). Replicate weights are trimmed the
+    same way, column by column.
+    """
+    if lower > upper:
+        raise ValueError(f"lower bound {lower} exceeds upper bound {upper}")
+    W = _weight_matrix(design)
+    groups = None if by is None else design.data.groupby(_keys(by), sort=True).ngroup().to_numpy()
+    Wnew = np.column_stack([_trim_vector(W[:, m], lower, upper, strict, groups) for m in range(W.shape[1])])
+    if isinstance(design, ReplicateDesign):
+        return design.with_weights(Wnew[:, 0], Wnew[:, 1:], name=name)
+    return design.with_weights(Wnew[:, 0], name=name)
+
+
+# --------------------------------------------------------------------------------------------
+# diagnostics
+# --------------------------------------------------------------------------------------------
+def kish_deff(weights: np.ndarray | pd.Series) -> float:
+    """Kish's design effect due to unequal weighting,
+    :math:`1 + \\mathrm{cv}^2 = n\\sum w^2 / (\\sum w)^2` (Kish 1992)."""
+    w = np.asarray(weights, float)
+    return float(len(w) * np.sum(w**2) / np.sum(w) ** 2)
+
+
+def effective_n(weights: np.ndarray | pd.Series) -> float:
+    """Kish's effective sample size :math:`(\\sum w)^2 / \\sum w^2 = n / \\mathrm{deff}_w`."""
+    w = np.asarray(weights, float)
+    return float(np.sum(w) ** 2 / np.sum(w**2))
+
+
+def weight_diagnostics(data: pd.DataFrame | Design, weights: str | Sequence[str] | None = None,
+                       by: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """Weight summaries per group and weight column: n, sum, min, median, max, max/min, cv,
+    Kish deff due to weighting and effective n.
+
+    Parameters
+    ----------
+    data
+        A DataFrame or a design (then ``weights`` defaults to its weight column).
+    weights
+        Weight column(s) (e.g. ``["w_base", "w_nr", "w_cal", "w_final"]``).
+    by
+        Group column(s), e.g. ``"unit_id"``; ``None`` = whole sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy: the ``by`` columns, ``weight``, ``n, sum, min, median, max, ratio_max_min, cv,
+        deff_kish, n_eff``.
+    """
+    if isinstance(data, (SurveyDesign, ReplicateDesign)):
+        if weights is None:
+            frame = data.data.assign(weight=data.w)
+            weights = ["weight"]
+        else:
+            frame = data.data
+    else:
+        frame = data
+        if weights is None:
+            raise ValueError("name the weight column(s)")
+    wcols = _keys(weights)
+    missing = [c for c in wcols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"weight column(s) {missing} not in the data")
+    bys = _keys(by) if by is not None else []
+    long = frame[bys + wcols].melt(id_vars=bys, var_name="weight", value_name="w")
+    g = long.groupby(bys + ["weight"], sort=True, observed=True)["w"]
+    out = pd.DataFrame({
+        "n": g.size(),
+        "sum": g.sum(),
+        "min": g.min(),
+        "median": g.median(),
+        "max": g.max(),
+        "sumsq": long.assign(w2=long["w"] ** 2).groupby(bys + ["weight"], sort=True, observed=True)["w2"].sum(),
+    })
+    out["ratio_max_min"] = out["max"] / out["min"]
+    out["deff_kish"] = out["n"] * out["sumsq"] / out["sum"] ** 2
+    out["cv"] = np.sqrt(np.maximum(out["deff_kish"] - 1, 0))
+    out["n_eff"] = out["sum"] ** 2 / out["sumsq"]
+    out = out.drop(columns="sumsq").reset_index()
+    order = {c: i for i, c in enumerate(wcols)}
+    out = out.sort_values(bys + ["weight"], key=lambda s: s.map(order) if s.name == "weight" else s)
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the SIPAS year
+# --------------------------------------------------------------------------------------------
+def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: pd.DataFrame,
+                  nonresponse_cells: Sequence[str] = ("unit_id", "survey_mode"),
+                  calibration: str = "poststratify", trim_ratio: float | None = 3.5,
+                  min_cell: int = 1, lonely_psu: str = "adjust", unmatched: str = "drop") -> SurveyDesign:
+    """The calibrated design of a SIPAS year; used by the weighting and index stages alike.
+
+    Steps (columns added to the returned design's data):
+
+    1. ``w_base`` = 1 / ``incl_prob`` of the questionnaire in ``sample.csv`` (joined on ``form_id``).
+    2. ``w_nr`` -- non-response adjustment within ``unit_id x survey_mode`` cells of the issued
+       sample (issued questionnaires vs. accepted responses, :func:`nonresponse_adjust`); a cell
+       without any accepted response is pooled within its unit.
+    3. ``w_cal`` -- calibration to the frame's ``unit_id x field`` counts (``frame_counts.csv``
+       summed over channels): ``calibration="poststratify"`` (default; exact cell counts) or
+       ``"rake"`` (unit and field margins). A unit's field cell with fewer than ``min_cell``
+       respondents is merged into the unit's largest field cell (``cal_cell`` says which).
+    4. ``w_final`` -- trimming within unit at ``trim_ratio`` x the unit's median weight
+       (:func:`trim` with ``by="unit_id"``, so unit totals are kept); ``None`` to skip.
+
+    Design: strata = ``unit_id`` (column ``stratum``), PSU = the questionnaire (``psu`` =
+    ``form_id``), fpc = the unit's frame count (``N_unit``). The sample is drawn by
+    unit x field strata; declaring units as strata and post-stratifying to unit x field cells
+    recovers the field stratification in the variance (post-stratification residuals remove the
+    between-field variation) while avoiding single-respondent strata in small unit x field cells.
+    SEs from the returned design account for the calibration (R's ``postStratify``/``rake``).
+
+    Parameters
+    ----------
+    responses
+        Accepted responses (``results/responses.parquet``): ``form_id, unit_id, field, ...``.
+        A response whose ``form_id`` is not in the sample cannot be weighted: it is left out with
+        a ``RuntimeWarning`` (``unmatched="drop"``, default) or raises (``unmatched="error"``).
+    sample
+        ``sample.csv``: ``form_id, unit_id, field, survey_mode, incl_prob, ...``.
+    frame_counts
+        ``frame_counts.csv``: ``unit_id, field, channel, N``.
+
+    Returns
+    -------
+    SurveyDesign
+        Weights ``w_final``; data = responses + ``w_base, w_nr, w_cal, w_final, stratum, psu,
+        N_unit, nr_cell, cal_cell``.
+    """
+    for col in ("form_id", "unit_id", "field"):
+        if col not in responses.columns:
+            raise ValueError(f"responses lack column {col!r}")
+    for col in ("form_id", "unit_id", "incl_prob", *nonresponse_cells):
+        if col not in sample.columns:
+            raise ValueError(f"sample lacks column {col!r}")
+    if not {"unit_id", "field", "N"} <= set(frame_counts.columns):
+        raise ValueError("frame_counts needs columns unit_id, field, N")
+    if unmatched not in ("drop", "error"):
+        raise ValueError(f"unmatched must be 'drop' or 'error', got {unmatched!r}")
+    if calibration not in ("poststratify", "rake"):
+        raise ValueError(f"calibration must be 'poststratify' or 'rake', got {calibration!r}")
+    smp = sample.copy()
+    smp["form_id"] = smp["form_id"].astype(str)
+    resp = responses.copy()
+    resp["form_id"] = resp["form_id"].astype(str)
+    if smp["form_id"].duplicated().any():
+        raise ValueError("sample.csv lists a form_id twice")
+    if resp["form_id"].duplicated().any():
+        raise ValueError(f"responses contain duplicated form_id(s), e.g. {resp.form_id[resp.form_id.duplicated()].iloc[0]!r}")
+    unknown = ~resp["form_id"].isin(smp["form_id"])
+    if unknown.any():
+        msg = (f"{int(unknown.sum())} response(s) have a form_id not in the sample "
+               f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
+        if unmatched == "error":
+            raise ValueError(msg)
+        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=2)
+        resp = resp[~unknown]
+    smp = base_weights(smp)
+    smp["responded"] = smp["form_id"].isin(resp["form_id"])
+    smp = nonresponse_adjust(smp, "responded", list(nonresponse_cells), fallback="unit_id")
+    keep_cols = ["form_id", "w_base", "w_nr", "nr_cell"] + (["survey_mode"] if "survey_mode" not in resp.columns else [])
+    data = resp.merge(smp[keep_cols], on="form_id", how="left", validate="one_to_one")
+
+    counts = frame_counts.groupby(["unit_id", "field"], as_index=False)["N"].sum()
+    unknown_units = sorted(set(data.unit_id) - set(counts.unit_id))
+    if unknown_units:
+        raise ValueError(f"frame_counts has no counts for unit(s) {unknown_units[:5]}")
+    counts = counts[counts.unit_id.isin(data.unit_id.unique())]
+    N_unit = counts.groupby("unit_id")["N"].sum()
+    data["stratum"] = data["unit_id"]
+    data["psu"] = data["form_id"]
+    data["N_unit"] = data["unit_id"].map(N_unit).astype(float)
+
+    # collapse thin unit x field cells into the unit's largest cell
+    resp_n = data.groupby(["unit_id", "field"]).size()
+    cnt = counts.set_index(["unit_id", "field"])["N"]
+    nresp = resp_n.reindex(cnt.index, fill_value=0)
+    largest = nresp.groupby(level=0).idxmax().map(lambda t: t[1])
+    thin = nresp < min_cell
+    target = pd.Series(np.where(thin, cnt.index.get_level_values(0).map(largest), cnt.index.get_level_values(1)),
+                       index=cnt.index)
+    tmap = target.rename("cal_cell").reset_index()
+    data = data.merge(tmap, on=["unit_id", "field"], how="left", validate="many_to_one")
+    data["cal_cell"] = data["cal_cell"].fillna(data["field"])
+    pop_cells = (pd.DataFrame({"unit_id": cnt.index.get_level_values(0), "cal_cell": target.to_numpy(),
+                               "N": cnt.to_numpy()}).groupby(["unit_id", "cal_cell"], as_index=False)["N"].sum())
+
+    design = SurveyDesign(data, weights="w_nr", strata="stratum", psu="psu", fpc="N_unit",
+                          lonely_psu=lonely_psu)
+    if calibration == "poststratify":
+        design = poststratify(design, ["unit_id", "cal_cell"], pop_cells, name="w_cal")
+    else:
+        unit_m = pop_cells.groupby("unit_id")["N"].sum()
+        field_m = counts.groupby("field")["N"].sum()
+        design = rake(design, {"unit_id": unit_m, "field": field_m}, maxit=100, epsilon=1e-8, name="w_cal")
+    if trim_ratio is not None:
+        if trim_ratio <= 1:
+            raise ValueError(f"trim_ratio must exceed 1 (a multiple of the unit's median weight), got {trim_ratio}")
+        units = design.data.groupby("unit_id", sort=True).ngroup().to_numpy()
+        upper = trim_ratio * design.data.groupby("unit_id")["w_cal"].transform("median").to_numpy()
+        design = design.with_weights(_trim_vector(design.w, -np.inf, upper, True, units), name="w_final")
+    else:
+        design = design.with_weights(design.w, name="w_final")
+    return design
