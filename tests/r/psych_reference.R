@@ -55,7 +55,7 @@ alpha_ref <- function(x) {
   list(items = names(x), n_rows = nrow(x),
        raw_alpha = a$total$raw_alpha, std_alpha = a$total$std.alpha,
        G6 = a$total[["G6(smc)"]], average_r = a$total$average_r, ase = a$total$ase,
-       feldt_lower = unname(a$feldt$lower.ci), feldt_upper = unname(a$feldt$upper.ci),
+       feldt_lower = unname(unlist(a$feldt$lower.ci)), feldt_upper = unname(unlist(a$feldt$upper.ci)),
        alpha_drop_raw = a$alpha.drop$raw_alpha, alpha_drop_std = a$alpha.drop$std.alpha,
        raw_r = a$item.stats$raw.r, std_r = a$item.stats$std.r,
        r_cor = a$item.stats$r.cor, r_drop = a$item.stats$r.drop,
@@ -134,6 +134,9 @@ ref$sipas_alpha_all_feedback <- alpha_ref(fb)
 ref$sipas_polychoric <- list(items = items, rho = unclass(polychoric(sim[, items])$rho),
                              tau = unclass(polychoric(sim[, items])$tau))
 ref$sipas_polychoric_E1 <- list(items = elements$E1, rho = unclass(polychoric(sim[, elements$E1])$rho))
+loc <- sim[, elements$E1]
+loc$c01[!is.na(loc$c01) & loc$c01 == 5] <- 4      # c01 has 4 categories: psych sets global = FALSE
+ref$sipas_polychoric_local <- list(items = elements$E1, rho = unclass(suppressWarnings(polychoric(loc))$rho))
 ref$sipas_omega <- omega_ref(fb, 5)
 k <- KMO(fb)
 ref$sipas_kmo <- list(items = items, MSA = k$MSA, MSAi = unname(k$MSAi))
