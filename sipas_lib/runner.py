@@ -9,7 +9,9 @@
 2. hands each notebook only the run parameters it declares in its ``parameters`` cell
    (``year, data_dir, run_dir, seed, lang``), so stage-specific parameters keep their defaults;
 3. fans every template in ``notebooks/fanout/`` out once per department and district listed in
-   ``results/units.parquet`` (parameter ``unit_id``), in parallel worker processes;
+   ``results/units.parquet`` (parameter ``unit_id``), in parallel: as many worker threads as
+   CPU cores, each driving one kernel that it resets between units (imports stay loaded, the
+   namespace is emptied), which cuts the per-unit overhead from ~4 s to under 1 s;
 4. exports every executed notebook to HTML without code, prompts or cells tagged ``remove-cell``,
    with no script at all (no require.js, MathJax, mermaid or widget loaders from a CDN), so the
    reports open offline;
@@ -18,7 +20,8 @@
 
 When a stage fails the chain stops: the partially executed notebook is still exported (papermill
 saves it with the traceback), marked ``failed`` in the index, and the summary names the notebook,
-the cell and the error. Later stages and the fan-out are marked ``skipped``.
+the cell and the error. Later stages and the fan-out are marked ``skipped``. A failing per-unit
+notebook does not stop the others. Each stage notebook gets a fresh kernel.
 
 Layout of a run folder (see :mod:`sipas_lib.config`)::
 
@@ -33,14 +36,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import multiprocessing
 import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from sipas_lib import config
 
@@ -54,6 +56,7 @@ __all__ = [
     "discover_fanout",
     "parse_stages",
     "notebook_title",
+    "index_section",
     "select_parameters",
     "execute_notebook",
     "export_html",
@@ -74,7 +77,10 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REMOVED_CELL_TAGS = frozenset({"remove-cell", "parameters", "injected-parameters"})
 STAGE_PATTERN = re.compile(r"^[1-9][0-9]_[^/]*\.ipynb$")
 
-ProgressCallback = Callable[[str, "NotebookRun | None"], None]
+ProgressCallback = Callable[[str, "NotebookRun | int"], None]
+"""``progress(event, payload)``: ``("start", run)`` before a stage, ``("done", run)`` after any
+notebook (stage or per-unit; also for skipped ones), ``("fanout", n)`` before n per-unit notebooks
+start in parallel."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,14 +99,14 @@ class NotebookFailure:
     cell: int | None = None
     execution_count: int | None = None
     source: str = ""
+    line: str = ""  # the failing line of the cell, e.g. "line 5: alloc = allocate(...)"
 
     def describe(self) -> str:
-        where = f"cell {self.cell}" if self.cell is not None else "before any cell ran"
+        where = f"cell {self.cell}" if self.cell is not None else "notebook"
         if self.execution_count is not None:
             where += f" (In [{self.execution_count}])"
-        first_line = next((ln for ln in self.source.splitlines() if ln.strip()), "")
-        code = f"\n    {first_line.strip()}" if first_line else ""
-        return f"{where}: {self.ename}: {self.evalue}{code}"
+        code = self.line or next((ln.strip() for ln in self.source.splitlines() if ln.strip()), "")
+        return f"{where}: {self.ename}: {self.evalue}" + (f"\n    {code}" if code else "")
 
 
 @dataclass
@@ -235,6 +241,25 @@ def notebook_title(path: str | os.PathLike, lang: str = config.DEFAULT_LANG) -> 
     return path.stem
 
 
+ADMIN_PATTERN = re.compile(r"monthly|survey_report|admin", re.IGNORECASE)
+
+
+def index_section(path: str | os.PathLike) -> str:
+    """``"admin"`` for the administrative reports (monthly report, annual survey-implementation
+    report), listed after the scorecards in the index; ``"stage"`` for the others.
+
+    Set ``metadata.sipas.index_section`` in a notebook to choose; otherwise the file name decides
+    (``monthly``, ``survey_report`` or ``admin`` in it means administrative).
+    """
+    import nbformat
+
+    path = Path(path)
+    chosen = nbformat.read(path, as_version=4).metadata.get("sipas", {}).get("index_section")
+    if chosen in ("admin", "stage"):
+        return chosen
+    return "admin" if ADMIN_PATTERN.search(path.stem) else "stage"
+
+
 def select_parameters(notebook: str | os.PathLike, values: dict) -> dict:
     """Keep only the parameters the notebook declares in its ``parameters`` cell.
 
@@ -250,6 +275,43 @@ def select_parameters(notebook: str | os.PathLike, values: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 # execution
 # --------------------------------------------------------------------------------------------
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ARROW = re.compile(r"^-+>\s*(\d+)\s(.*)$")
+
+
+def _failing_line(traceback: Sequence[str] | None) -> str:
+    """``"line 5: <code>"`` for the line of the notebook cell the traceback points at."""
+    for frame in traceback or ():
+        text = _ANSI.sub("", str(frame))
+        if not text.startswith("Cell In["):
+            continue
+        for row in text.splitlines():
+            match = _ARROW.match(row.strip())
+            if match:
+                return f"line {match.group(1)}: {match.group(2).strip()}"
+    return ""
+
+
+def _last_started_cell(executed: Path) -> tuple[int | None, str]:
+    """Position (in the source notebook) and code of the last cell papermill started, for
+    failures that are not an error inside a cell (dead kernel, timeout)."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:
+        return None, ""
+    number, found, source = 0, None, ""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
+            continue
+        number += 1
+        if cell.cell_type == "code" and cell.metadata.get("papermill", {}).get("start_time"):
+            found, source = number, cell.source
+    return found, source
+
+
 def _failure_from_papermill(exc, executed: Path) -> NotebookFailure:
     """Translate papermill's cell index (which counts the injected-parameters cell) into the
     position of the cell in the source notebook."""
@@ -274,7 +336,146 @@ def _failure_from_papermill(exc, executed: Path) -> NotebookFailure:
         cell=cell_number,
         execution_count=getattr(exc, "exec_count", None),
         source=str(getattr(exc, "source", "")),
+        line=_failing_line(getattr(exc, "traceback", None)),
     )
+
+
+_KERNEL_NOISE = (
+    "KeyboardInterrupt caught in kernel",  # jupyter_client interrupts every kernel it shuts down
+    "Kernel is running over TCP without encryption",
+)
+
+
+def _kernel_manager_class():
+    """A kernel manager that writes the kernel's own stdout/stderr to a log file.
+
+    Otherwise every kernel prints start-up and shut-down chatter into the terminal of
+    ``sipas report``. The log sits next to the executed notebook (``<name>.kernel.log``) and is
+    deleted when it holds nothing but that chatter.
+    """
+    global _KM_CLASS
+    if _KM_CLASS is None:
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets import Unicode
+
+        class RunnerKernelManager(AsyncKernelManager):
+            kernel_log = Unicode("", config=True, help="file receiving the kernel's stdout/stderr")
+
+            def client(self, **kwargs):
+                # remember the clients: nbclient leaves the channels of a kernel it does not own
+                # open, so a reused kernel's clients are stopped by the runner (release_clients)
+                made = super().client(**kwargs)
+                self.__dict__.setdefault("_sipas_clients", []).append(made)
+                return made
+
+            def release_clients(self) -> None:
+                for made in self.__dict__.pop("_sipas_clients", []):
+                    if made.channels_running:
+                        made.stop_channels()
+
+            async def _async_launch_kernel(self, kernel_cmd, **kw):
+                if self.kernel_log:
+                    handle = open(self.kernel_log, "ab")  # the child keeps its own copy of the fd
+                    try:
+                        kw["stdout"] = handle
+                        kw["stderr"] = handle
+                        return await super()._async_launch_kernel(kernel_cmd, **kw)
+                    finally:
+                        handle.close()
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        _KM_CLASS = RunnerKernelManager
+    return _KM_CLASS
+
+
+_KM_CLASS = None
+
+
+def _kernel_config(kernel_log: Path | None = None):
+    """Kernel manager settings for the runner's kernels.
+
+    CurveZMQ keys are provisioned when pyzmq supports them (the kernels listen on localhost).
+    """
+    import zmq
+    from traitlets.config import Config
+
+    cfg = Config()
+    if zmq.has("curve"):
+        cfg.KernelManager.transport_encryption = "auto"
+    if kernel_log is not None:
+        cfg.RunnerKernelManager.kernel_log = str(kernel_log)
+    return cfg
+
+
+def _read_kernel_log(path: Path, delete: bool = True) -> str:
+    """The kernel log without the known chatter; deletes the file if nothing else is in it."""
+    if not path.exists():
+        return ""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    useful = [ln for ln in lines if ln.strip() and not any(noise in ln for noise in _KERNEL_NOISE)]
+    if not useful and delete:
+        path.unlink()
+    return "\n".join(useful)
+
+
+_RESET_CODE = """\
+import sys as _sys
+if "matplotlib.pyplot" in _sys.modules:
+    _sys.modules["matplotlib.pyplot"].close("all")
+get_ipython().reset(new_session=True)  # empties the namespace, In [1] again; modules stay loaded
+__import__("gc").collect()
+"""
+
+
+class _WarmKernel:
+    """A kernel kept alive across the notebooks of one fan-out thread.
+
+    Before each notebook the namespace is emptied (``InteractiveShell.reset``, execution count
+    back to 1) and figures closed; imported modules stay loaded, which is what saves the time.
+    Notebooks must therefore not rely on module-level state they changed themselves (they do
+    not: parameters arrive through the parameters cell, results through files).
+    """
+
+    def __init__(self, cwd: Path, log: Path) -> None:
+        from jupyter_core.utils import run_sync
+
+        self._run_sync = run_sync
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.km = _kernel_manager_class()(kernel_name=KERNEL_NAME, config=_kernel_config(log))
+        run_sync(self.km.start_kernel)(cwd=str(cwd))
+        self.broken = False
+
+    def reset(self) -> None:
+        """Empty the namespace before the next notebook."""
+
+        async def _reset():
+            kc = self.km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=60)
+                reply = await kc.execute_interactive(
+                    _RESET_CODE, silent=True, store_history=False, timeout=60, output_hook=lambda msg: None
+                )
+                if reply["content"]["status"] != "ok":
+                    raise RuntimeError(f"could not reset the kernel: {reply['content'].get('evalue')}")
+            finally:
+                kc.stop_channels()
+
+        self._run_sync(_reset)()
+
+    def alive(self) -> bool:
+        try:
+            return not self.broken and bool(self._run_sync(self.km.is_alive)())
+        except Exception:
+            return False
+
+    def shutdown(self) -> None:
+        try:
+            self._run_sync(self.km.shutdown_kernel)(now=False)
+        except Exception:  # already gone
+            pass
+        _read_kernel_log(self.log)
 
 
 def execute_notebook(
@@ -284,17 +485,26 @@ def execute_notebook(
     *,
     cwd: str | os.PathLike | None = None,
     timeout: float | None = None,
+    kernel: "_WarmKernel | None" = None,
 ) -> tuple[str, float, NotebookFailure | None]:
     """Execute one notebook with papermill on the ``python3`` kernel of this interpreter.
 
     Returns ``(status, seconds, failure)``; never raises for an error inside the notebook, and
-    the partially executed notebook is written to ``executed`` either way.
+    the partially executed notebook is written to ``executed`` either way. ``kernel`` (internal)
+    is a running kernel to reuse after resetting it; by default a fresh kernel is started.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     source, executed = Path(source), Path(executed)
     executed.parent.mkdir(parents=True, exist_ok=True)
+    if kernel is not None:
+        kernel_log = kernel.log
+        kernel_kwargs = {"km": kernel.km}
+    else:
+        kernel_log = executed.with_suffix(".kernel.log")
+        kernel_log.unlink(missing_ok=True)
+        kernel_kwargs = {"kernel_manager_class": _kernel_manager_class(), "config": _kernel_config(kernel_log)}
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -304,16 +514,37 @@ def execute_notebook(
             kernel_name=KERNEL_NAME,
             progress_bar=False,
             log_output=False,
-            request_save_on_cell_execute=False,
+            request_save_on_cell_execute=True,  # also keeps partial output if the kernel dies
             cwd=str(cwd if cwd is not None else source.parent),
             execution_timeout=timeout,
+            **kernel_kwargs,
         )
     except PapermillExecutionError as exc:
-        return FAILED, time.perf_counter() - started, _failure_from_papermill(exc, executed)
+        seconds = time.perf_counter() - started
+        if kernel is not None:
+            kernel.km.release_clients()
+        else:
+            _read_kernel_log(kernel_log)
+        return FAILED, seconds, _failure_from_papermill(exc, executed)
     except Exception as exc:  # kernel died, timeout, unreadable notebook ...
-        failure = NotebookFailure(ename=type(exc).__name__, evalue=str(exc).strip() or repr(exc))
-        return FAILED, time.perf_counter() - started, failure
-    return OK, time.perf_counter() - started, None
+        seconds = time.perf_counter() - started
+        message = str(exc).strip() or repr(exc)
+        if kernel is not None:
+            kernel.km.release_clients()
+            kernel.broken = True  # start a fresh one for the next notebook
+        log = _read_kernel_log(kernel_log, delete=kernel is None)
+        if log:
+            message += "\nkernel log (" + kernel_log.name + "):\n" + "\n".join(log.splitlines()[-15:])
+        cell, cell_source = _last_started_cell(executed)
+        return FAILED, seconds, NotebookFailure(
+            ename=type(exc).__name__, evalue=message, cell=cell, source=cell_source
+        )
+    seconds = time.perf_counter() - started
+    if kernel is not None:
+        kernel.km.release_clients()
+    else:
+        _read_kernel_log(kernel_log)
+    return OK, seconds, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,24 +587,56 @@ def find_online_references(html: str) -> list[str]:
     return problems
 
 
+def _markdown_text(node) -> str:
+    """Plain first sentence-ish text of a Markdown cell or a ``text/markdown`` output."""
+    if getattr(node, "cell_type", None) == "markdown":
+        text = node.source
+    elif getattr(node, "cell_type", None) is None and "data" in node:
+        text = node["data"].get("text/markdown", "")
+    else:
+        return ""
+    text = "".join(text) if isinstance(text, list) else str(text)
+    text = re.sub(r"<[^>]+>|[#*_`>|]|\$", " ", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return " ".join(text.split())
+
+
 def _exporter(lang: str):
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 
-    class DropStderrPreprocessor(Preprocessor):
-        """Drop warnings printed to stderr: they are for the analyst (kept in the executed
-        notebook), not the reviewer. Tracebacks of failed cells are ``error`` outputs and stay."""
+    class ReviewerPreprocessor(Preprocessor):
+        """Prepare an executed notebook for reviewers.
 
-        def preprocess_cell(self, cell, resources, index):
-            if cell.cell_type == "code" and cell.get("outputs"):
-                cell.outputs = [
-                    o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")
-                ]
-            return cell, resources
+        * Drop warnings printed to stderr: they are for the analyst (kept in the executed
+          notebook). Tracebacks of failed cells are ``error`` outputs and stay.
+        * Give every chart (PNG) an alt text: the notebook's own (``metadata["image/png"]["alt"]``),
+          else the sentence that follows the chart (the conventions ask for one), else "chart".
+        """
+
+        def preprocess(self, nb, resources):
+            fallback = "Biểu đồ" if lang == "vi" else "Chart"
+            cells = nb.cells
+            for i, cell in enumerate(cells):
+                if cell.cell_type != "code" or not cell.get("outputs"):
+                    continue
+                outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
+                following = _markdown_text(cells[i + 1]) if i + 1 < len(cells) else ""
+                for k, out in enumerate(outputs):
+                    if "image/png" not in out.get("data", {}):
+                        continue
+                    meta = out.setdefault("metadata", {}).setdefault("image/png", {})
+                    if not meta.get("alt"):
+                        printed = next(
+                            (_markdown_text(o) for o in outputs[k + 1:] if "text/markdown" in o.get("data", {})), ""
+                        )
+                        meta["alt"] = (printed or following or fallback)[:300]
+                cell.outputs = outputs
+            return nb, resources
 
     exporter = HTMLExporter(
         template_name="lab",
-        extra_template_basedirs=[str(TEMPLATES_DIR)],
+        extra_template_paths=[str(TEMPLATES_DIR)],
         template_file="sipas_report.html.j2",
         exclude_input=True,
         exclude_input_prompt=True,
@@ -397,7 +660,7 @@ def _exporter(lang: str):
         ),
         enabled=True,
     )
-    exporter.register_preprocessor(DropStderrPreprocessor(), enabled=True)
+    exporter.register_preprocessor(ReviewerPreprocessor(), enabled=True)
     return exporter
 
 
@@ -433,10 +696,10 @@ class _Job:
     timeout: float | None = None
 
 
-def _run_job(job: _Job) -> NotebookRun:
+def _run_job(job: _Job, kernel: _WarmKernel | None = None) -> NotebookRun:
     run = job.run
     run.status, run.seconds, run.failure = execute_notebook(
-        run.source, run.executed, job.parameters, timeout=job.timeout
+        run.source, run.executed, job.parameters, timeout=job.timeout, kernel=kernel
     )
     if run.executed.exists() and run.html is not None:
         try:
@@ -494,33 +757,73 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
-def _run_parallel(jobs: list[_Job], workers: int, progress: ProgressCallback) -> list[NotebookRun]:
+def _run_parallel(
+    jobs: list[_Job], workers: int, progress: ProgressCallback, reuse_kernels: bool = True
+) -> list[NotebookRun]:
+    """Run the per-unit notebooks on ``workers`` threads, each driving its own kernel.
+
+    Threads, not processes: the work happens in the kernel subprocesses; a thread only drives
+    its kernel and renders HTML (measured here, 6 notebooks on 2 cores: threads 4.1 s, spawned
+    processes 11.4 s, serial 14.2 s). With ``reuse_kernels`` each thread keeps one kernel for
+    all its notebooks and resets it in between (see :class:`_WarmKernel`), which saves the
+    kernel start and the imports of every notebook after the first.
+    """
     if not jobs:
         return []
-    if workers <= 1 or len(jobs) == 1:
-        done = []
-        for job in jobs:
-            progress("start", job.run)
-            done.append(_run_job(job))
-            progress("done", done[-1])
-        return done
-    # spawn, not fork: this process holds ZeroMQ sockets from the stage kernels
-    context = multiprocessing.get_context("spawn")
+    import queue
+    import threading
+
+    _kernel_manager_class()  # build the class once, before the threads need it
+    todo: queue.Queue = queue.Queue()
+    for i, job in enumerate(jobs):
+        todo.put((i, job))
     results: dict[int, NotebookRun] = {}
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
-        for future in cf.as_completed(futures):
-            i = futures[future]
-            try:
-                results[i] = future.result()
-            except Exception as exc:  # worker crashed
-                run = jobs[i].run
-                run.status = FAILED
-                run.html = None
-                run.failure = NotebookFailure(ename=type(exc).__name__, evalue=str(exc))
-                results[i] = run
-            progress("done", results[i])
+    lock = threading.Lock()
+    log_dir = jobs[0].run.executed.parent
+
+    def worker(number: int) -> None:
+        kernel: _WarmKernel | None = None
+        try:
+            while True:
+                try:
+                    i, job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    if reuse_kernels:
+                        kernel = _ready_kernel(kernel, job.run.source.parent, log_dir / f"kernel-{number}.log")
+                    run = _run_job(job, kernel)
+                except Exception as exc:  # a bug in the runner itself: report it on this notebook
+                    run = job.run
+                    run.status, run.html = FAILED, None
+                    run.failure = NotebookFailure(ename=type(exc).__name__, evalue=str(exc))
+                    if kernel is not None:
+                        kernel.broken = True
+                with lock:
+                    results[i] = run
+                    progress("done", run)
+        finally:
+            if kernel is not None:
+                kernel.shutdown()
+
+    workers = max(1, min(workers, len(jobs)))
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sipas-fanout") as pool:
+        for future in [pool.submit(worker, n) for n in range(workers)]:
+            future.result()
     return [results[i] for i in range(len(jobs))]
+
+
+def _ready_kernel(kernel: _WarmKernel | None, cwd: Path, log: Path) -> _WarmKernel:
+    """The thread's kernel, reset for the next notebook; a fresh one if it died or will not reset."""
+    if kernel is not None and kernel.alive():
+        try:
+            kernel.reset()
+            return kernel
+        except Exception:
+            pass
+    if kernel is not None:
+        kernel.shutdown()
+    return _WarmKernel(cwd, log)
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,6 +834,7 @@ _LABELS = {
         "title": "Báo cáo SIPAS {year} — lượt chạy {run}",
         "stages": "Các bước phân tích",
         "scorecards": "Phiếu điểm theo đơn vị",
+        "admin": "Báo cáo hành chính (tháng, năm)",
         "department": "Sở, ban, ngành",
         "district": "Quận, huyện, thị xã",
         "report": "Báo cáo",
@@ -551,6 +855,7 @@ _LABELS = {
         "title": "SIPAS {year} reports — run {run}",
         "stages": "Analysis stages",
         "scorecards": "Unit scorecards",
+        "admin": "Administrative reports (monthly, annual)",
         "department": "Departments",
         "district": "Districts",
         "report": "Report",
@@ -577,9 +882,12 @@ def _seconds(value: float, lang: str) -> str:
 
 
 def _index_sections(notebooks: Iterable[NotebookRun], labels: dict) -> list[dict]:
-    """Stages, then each fan-out template (scorecards first) grouped by unit type."""
+    """Stages, then each fan-out template (scorecards first) grouped by unit type, then the
+    administrative reports."""
     notebooks = list(notebooks)
-    sections = [{"title": labels["stages"], "groups": [{"title": None, "rows": [n for n in notebooks if n.kind == "stage"]}]}]
+    stage_rows = [n for n in notebooks if n.kind == "stage" and n.section != "admin"]
+    admin_rows = [n for n in notebooks if n.kind == "stage" and n.section == "admin"]
+    sections = [{"title": labels["stages"], "groups": [{"title": None, "rows": stage_rows}]}]
     templates: list[str] = []
     for nb in notebooks:
         if nb.kind == "fanout" and nb.name not in templates:
@@ -598,6 +906,8 @@ def _index_sections(notebooks: Iterable[NotebookRun], labels: dict) -> list[dict
         if unassigned:
             groups.append({"title": None, "rows": unassigned})
         sections.append({"title": title, "groups": groups})
+    if admin_rows:
+        sections.append({"title": labels["admin"], "groups": [{"title": None, "rows": admin_rows}]})
     return sections
 
 
@@ -647,7 +957,7 @@ def write_index(summary: RunSummary, lang: str = config.DEFAULT_LANG) -> Path:
 # --------------------------------------------------------------------------------------------
 # the chain
 # --------------------------------------------------------------------------------------------
-def _noop(event: str, run: NotebookRun | None) -> None:  # pragma: no cover - trivial
+def _noop(event: str, payload) -> None:  # pragma: no cover - trivial
     return None
 
 
@@ -662,6 +972,8 @@ def run_report(
     workers: int | None = None,
     *,
     notebooks_dir: str | os.PathLike = config.NOTEBOOKS_DIR,
+    parameters: Mapping[str, object] | None = None,
+    reuse_kernels: bool = True,
     timeout: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunSummary:
@@ -682,13 +994,21 @@ def run_report(
     fanout
         Run the per-unit templates of ``notebooks/fanout/`` (needs ``results/units.parquet``).
     workers
-        Parallel worker processes for the fan-out (default: the number of CPU cores).
+        Notebooks run at the same time in the fan-out (default: the number of CPU cores).
     notebooks_dir
         Where the stage notebooks are (default: the project's ``notebooks/``).
+    parameters
+        Further parameters, e.g. ``{"total_districts": 64}``, handed to every notebook whose
+        parameters cell declares them (the others never see them).
+    reuse_kernels
+        In the fan-out, keep one kernel per worker and reset it between notebooks instead of
+        starting a fresh kernel for each (saves kernel start + imports per unit). Stage notebooks
+        always get a fresh kernel.
     timeout
         Seconds a single cell may run before it is stopped (default: no limit).
     progress
-        Called as ``progress(event, notebook_run)`` with ``event`` in ``start``/``done``/``info``.
+        Called as ``progress(event, payload)``: ``("start", run)`` before a stage runs,
+        ``("done", run)`` after every notebook, ``("fanout", n)`` before the per-unit reports.
 
     Returns
     -------
@@ -709,6 +1029,10 @@ def run_report(
         "seed": int(seed),
         "lang": lang,
     }
+    reserved = sorted(set(parameters or {}) & {*COMMON_PARAMETERS, "unit_id"})
+    if reserved:
+        raise ValueError(f"parameter(s) {', '.join(reserved)} are set by the runner itself; use the arguments")
+    values.update(parameters or {})
 
     stage_paths = discover_stages(notebooks_dir)
     if stages is not None:
@@ -729,6 +1053,7 @@ def run_report(
             source=source,
             executed=paths.notebooks / source.name,
             html=paths.html / f"{source.stem}.html",
+            section=index_section(source),
         )
         runs.append(run)
         if stopped or (stages is not None and int(source.name[:2]) not in stages):
@@ -743,7 +1068,9 @@ def run_report(
 
     templates = discover_fanout(notebooks_dir)
     if templates:
-        runs.extend(_fanout(templates, paths, values, lang, timeout, fanout and not stopped, workers, progress))
+        runs.extend(
+            _fanout(templates, paths, values, lang, timeout, fanout and not stopped, workers, progress, reuse_kernels)
+        )
 
     summary = RunSummary(
         run_dir=run_dir,
@@ -775,13 +1102,17 @@ def _fanout(
     enabled: bool,
     workers: int | None,
     progress: ProgressCallback,
+    reuse_kernels: bool = True,
 ) -> list[NotebookRun]:
     titles = {t: notebook_title(t, lang) for t in templates}
     if not enabled:
-        return [
+        runs = [
             NotebookRun("fanout", t.stem, titles[t], t, paths.notebooks / t.stem, None, SKIPPED, section=titles[t])
             for t in templates
         ]
+        for run in runs:
+            progress("done", run)
+        return runs
     try:
         units = fanout_units(paths.run_dir, lang)
     except (FileNotFoundError, ValueError) as exc:
@@ -812,4 +1143,5 @@ def _fanout(
             )
             jobs.append(_Job(run, params, lang, timeout))
     workers = workers or os.cpu_count() or 1
-    return _run_parallel(jobs, min(workers, len(jobs)) if jobs else 1, progress)
+    progress("fanout", len(jobs))
+    return _run_parallel(jobs, workers, progress, reuse_kernels)

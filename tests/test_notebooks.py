@@ -1,0 +1,152 @@
+"""Notebook tier: the whole report chain on a tiny simulated year, checked from the outside.
+
+One run (module fixture) of every stage notebook and every fan-out template on a year with
+2 departments and 2 districts at 5 % of the real sizes; then checks of what a user and a reviewer
+get: statuses, result files, links of index.html, offline HTML, and no personal data anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sipas_lib import config, runner
+
+from conftest import TINY_SEED, TINY_YEAR
+
+pytestmark = pytest.mark.notebooks
+
+PERSONAL_COLUMNS = {
+    "applicant_name", "phone", "address", "enumerator_name", "enumerator_phone", "enumerator_address",
+}
+# results every run must have once the intake stage (20) ran (docs/CONTRACTS.md, "Run folder")
+INTAKE_RESULTS = ("results/responses.parquet", "results/intake_summary.parquet", "results/units.parquet",
+                  "quarantine/quarantine.csv")
+DATA_URI = re.compile(r"data:[a-z]+/[a-z+.-]+;base64,[A-Za-z0-9+/=\s]+")
+STYLE = re.compile(r"<style\b.*?</style>", re.DOTALL | re.IGNORECASE)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_demo, tiny_parameters, tmp_path_factory):
+    stages = runner.discover_stages(config.NOTEBOOKS_DIR)
+    assert stages, "no stage notebooks in notebooks/ (issue 2 needs at least the intake stage)"
+    before = _digests(tiny_demo)
+    run_dir = tmp_path_factory.mktemp("reports") / "tiny"
+    # Outputs with personal data (the mailing list) go to the throwaway SIPAS_RAW_DIR set in conftest.
+    assert config.RAW_DIR != config.DATA_DIR / "raw"
+    summary = runner.run_report(
+        tiny_demo, run_dir, year=TINY_YEAR, seed=TINY_SEED, lang="vi", parameters=tiny_parameters
+    )
+    return summary, before
+
+
+def test_every_notebook_ran(tiny_run):
+    summary, _ = tiny_run
+    problems = [f"{nb.label}: {nb.failure.describe() if nb.failure else nb.status}"
+                for nb in summary.notebooks if nb.status != runner.OK]
+    assert not problems, "notebooks that did not run:\n" + "\n".join(problems)
+    assert any(nb.kind == "stage" for nb in summary.notebooks)
+
+
+def test_raw_data_untouched(tiny_run, tiny_demo):
+    _, before = tiny_run
+    assert _digests(tiny_demo) == before, "a stage modified the raw data folder"
+
+
+def test_intake_results_written(tiny_run):
+    summary, _ = tiny_run
+    if not any(nb.name.startswith("20_") for nb in summary.notebooks):
+        pytest.fail("no intake stage notebook 20_*.ipynb")
+    for rel in INTAKE_RESULTS:
+        assert (summary.run_dir / rel).exists(), f"{rel} was not written"
+    responses = pd.read_parquet(summary.run_dir / "results" / "responses.parquet")
+    assert len(responses) > 0
+    assert responses["form_id"].is_unique
+
+
+def test_one_report_per_unit_and_template(tiny_run, tiny_demo):
+    summary, _ = tiny_run
+    units = pd.read_csv(tiny_demo / "units.csv", dtype=str)
+    surveyed = set(units.loc[units["unit_type"].isin(runner.FANOUT_UNIT_TYPES), "unit_id"])
+    for template in runner.discover_fanout(config.NOTEBOOKS_DIR):
+        done = {nb.unit_id for nb in summary.notebooks if nb.kind == "fanout" and nb.name == template.stem}
+        assert done == surveyed, f"{template.name}: reports for {sorted(done)}, expected {sorted(surveyed)}"
+
+
+def test_index_links_all_open(tiny_run):
+    summary, _ = tiny_run
+    parser = _Links()
+    parser.feed(summary.index.read_text(encoding="utf-8"))
+    htmls = [nb.html for nb in summary.notebooks if nb.html is not None]
+    assert len(parser.hrefs) == len(htmls) == len(summary.notebooks)
+    for href in parser.hrefs:
+        assert not re.match(r"^[a-z]+:", href), f"index link {href} is not relative"
+        assert (summary.run_dir / href).is_file(), f"index links {href}, which does not exist"
+
+
+def test_html_offline_and_without_code(tiny_run):
+    summary, _ = tiny_run
+    pages = [summary.index] + [nb.html for nb in summary.notebooks if nb.html is not None]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert runner.find_online_references(text) == [], f"{page.name} needs the network or runs a script"
+        assert "<script" not in text.lower(), f"{page.name} has a script"
+        assert "config.run_paths(" not in text, f"{page.name} shows code"
+        body = STYLE.sub("", text)
+        assert "jp-InputArea-editor" not in body and "jp-InputPrompt" not in body, f"{page.name} shows code cells"
+        assert 'lang="vi"' in text
+
+
+def test_no_personal_data_in_results_or_reports(tiny_run, tiny_demo):
+    summary, _ = tiny_run
+    frame = pd.read_parquet(tiny_demo / "frame.parquet")
+    districts = pd.read_csv(tiny_demo / "responses_districts.csv", dtype=str)
+    values = set()
+    for table, cols in ((frame, ("applicant_name", "phone", "address")),
+                        (districts, ("enumerator_name", "enumerator_phone", "enumerator_address"))):
+        for col in cols:
+            values.update(v for v in table[col].dropna().astype(str) if len(v) >= 8)
+    assert values
+    for path in sorted(summary.run_dir.rglob("*")):
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+            assert not PERSONAL_COLUMNS & set(table.columns), f"{path.name} has personal columns"
+            text_values = set(table.select_dtypes(exclude="number").astype(str).stack())
+            leaked = text_values & values
+            assert not leaked, f"{path.name} holds personal data, e.g. {sorted(leaked)[:1]}"
+        elif path.suffix in {".html", ".csv", ".ipynb", ".json"}:
+            # embedded images (base64 may spell any digits) and the stylesheet are not searched
+            text = STYLE.sub("", DATA_URI.sub("", path.read_text(encoding="utf-8", errors="replace")))
+            leaked = [v for v in values if v in text]
+            assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
+
+
+def test_explore_notebook_runs_on_a_finished_run(tiny_run, tiny_demo, tmp_path):
+    """notebooks/00_explore.ipynb is not part of the chain, but must work on a run's results."""
+    summary, _ = tiny_run
+    source = config.NOTEBOOKS_DIR / "00_explore.ipynb"
+    params = runner.select_parameters(
+        source, {"year": TINY_YEAR, "data_dir": str(tiny_demo), "run_dir": str(summary.run_dir), "lang": "en"}
+    )
+    assert "run_dir" in params
+    status, _, failure = runner.execute_notebook(source, tmp_path / "explore.ipynb", params)
+    assert status == runner.OK, failure.describe()

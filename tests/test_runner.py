@@ -1,0 +1,412 @@
+"""Tests of sipas_lib.runner on tiny throwaway notebooks written to tmp_path.
+
+Kernel start-up dominates the run time (~0.8 s per notebook here), so one successful chain
+(module-scoped fixture: one stage + a fan-out over 2 units) serves several assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sipas_lib import runner
+from sipas_lib.runner import FAILED, OK, SKIPPED, NotebookFailure, NotebookRun, RunSummary
+
+from conftest import build_notebook
+
+HOSTILE_NAME = '<script>alert("x")</script> Sở & "Nội vụ"'
+
+STAGE_CELLS = [
+    ("parameters", 'year = 2025\ndata_dir = ""\nrun_dir = ""\nsize = 3\nthreshold = 0.5'),
+    ("code", "import json, sys, pathlib\nimport pandas as pd\nCODE_MARKER_7f3a = 1"),
+    (
+        "code",
+        "results = pathlib.Path(run_dir) / 'results'\n"
+        "results.mkdir(parents=True, exist_ok=True)\n"
+        "pd.DataFrame({'unit_id': ['S01', 'D01', 'D01C01'],\n"
+        "              'unit_type': ['department', 'district', 'commune'],\n"
+        "              'name_vi': ['Sở Nội vụ', 'Quận Ba Đình', 'Phường X'],\n"
+        "              'name_en': [" + repr(HOSTILE_NAME) + ", 'Ba Dinh', 'Ward X']}).to_parquet(results / 'units.parquet')\n"
+        "(results / 'seen.json').write_text(json.dumps({'year': year, 'size': size, 'data_dir': data_dir,\n"
+        "    'threshold': threshold,\n"
+        "    'lang_injected': 'lang' in globals(), 'prefix': sys.prefix}))",
+    ),
+    ("code", "print('VISIBLE_OUTPUT_' + str(year))"),
+    ("code", "print('HIDDEN_OUTPUT')", ["remove-cell"]),
+    ("code", "import sys\nprint('STDERR_NOISE', file=sys.stderr)"),
+    ("code", "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 2])\nplt.show()"),
+    ("markdown", "The line rises <b>&</b> **steadily** from 1 to 2."),
+    ("code", "from IPython.display import HTML, Javascript, display\n"
+             "display(Javascript('window.LIVE_JS = 1'))\n"
+             "display(HTML('<script src=\"https://cdn.example.org/x.js\"></script><b>TABLE_OK</b>'))"),
+]
+
+FANOUT_CELLS = [
+    ("parameters", 'unit_id = ""\nrun_dir = ""\nlang = "vi"'),
+    ("code", "print('SCORECARD_FOR_' + unit_id + '_' + lang)"),
+    ("code", "print('THRESHOLD_SEEN' if 'threshold' in globals() else 'THRESHOLD_ABSENT')"),
+]
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def index_links(index: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser.hrefs
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """One stage notebook + one fan-out template over 2 units (department, district)."""
+    root = tmp_path_factory.mktemp("chain")
+    nbdir = root / "notebooks"
+    build_notebook(nbdir / "10_first.ipynb", STAGE_CELLS, title="Bước một")
+    build_notebook(nbdir / "00_explore.ipynb", [("parameters", 'run_dir = ""'), ("code", "raise SystemExit('not run')")])
+    build_notebook(nbdir / "fanout" / "scorecard.ipynb", FANOUT_CELLS, title="Phiếu điểm")
+    data = root / "data"
+    data.mkdir()
+    summary = runner.run_report(
+        data, root / "reports" / "r1", year=2031, seed=5, lang="en", workers=2, notebooks_dir=nbdir,
+        parameters={"threshold": 0.9},
+    )
+    return summary
+
+
+def test_discover_stages_orders_and_ignores_explore(tmp_path, write_notebook):
+    for name in ("20_b.ipynb", "10_a.ipynb", "00_explore.ipynb", "x_10.ipynb", "100_c.ipynb"):
+        write_notebook(tmp_path / name, [("parameters", "year = 1")])
+    write_notebook(tmp_path / "fanout" / "monthly.ipynb", [("parameters", 'unit_id = ""')])
+    write_notebook(tmp_path / "fanout" / "scorecard.ipynb", [("parameters", 'unit_id = ""')])
+    assert [p.name for p in runner.discover_stages(tmp_path)] == ["10_a.ipynb", "20_b.ipynb"]
+    assert [p.stem for p in runner.discover_fanout(tmp_path)] == ["scorecard", "monthly"]
+    assert runner.discover_stages(tmp_path / "missing") == []
+
+
+def test_parse_stages():
+    assert runner.parse_stages("10, 20") == [10, 20]
+    assert runner.parse_stages(None) is None
+    assert runner.parse_stages("") is None
+    assert runner.parse_stages([30]) == [30]
+    with pytest.raises(ValueError, match="'1x' is not a stage number"):
+        runner.parse_stages("10,1x")
+    with pytest.raises(ValueError, match="two-digit"):
+        runner.parse_stages("5")
+
+
+def test_select_parameters_keeps_only_declared(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "10_x.ipynb", [("parameters", 'year = 2025\nrun_dir = ""\nthreshold = 0.5')])
+    values = {"year": 2030, "data_dir": "/d", "run_dir": "/r", "seed": 1, "lang": "en"}
+    assert runner.select_parameters(nb, values) == {"year": 2030, "run_dir": "/r"}
+
+
+def test_notebook_title_sources(tmp_path, write_notebook):
+    plain = write_notebook(tmp_path / "a.ipynb", [("markdown", "Intro\n## Tiếp nhận phiếu"), ("code", "x = 1")])
+    assert runner.notebook_title(plain) == "Tiếp nhận phiếu"
+    bare = write_notebook(tmp_path / "20_intake.ipynb", [("code", "x = 1")])
+    assert runner.notebook_title(bare) == "20_intake"
+    import nbformat
+
+    nb = nbformat.read(bare, as_version=4)
+    nb.metadata["sipas"] = {"title": {"vi": "Tiếp nhận", "en": "Intake"}}
+    nbformat.write(nb, bare)
+    assert runner.notebook_title(bare, "en") == "Intake"
+    assert runner.notebook_title(bare, "vi") == "Tiếp nhận"
+
+
+def test_index_section(tmp_path, write_notebook):
+    import nbformat
+
+    assert runner.index_section(write_notebook(tmp_path / "70_monthly_report.ipynb", [])) == "admin"
+    assert runner.index_section(write_notebook(tmp_path / "80_annual_survey_report.ipynb", [])) == "admin"
+    chosen = write_notebook(tmp_path / "60_annual_report.ipynb", [])
+    assert runner.index_section(chosen) == "stage"
+    nb = nbformat.read(chosen, as_version=4)
+    nb.metadata["sipas"] = {"index_section": "admin"}
+    nbformat.write(nb, chosen)
+    assert runner.index_section(chosen) == "admin"
+
+
+def test_chain_success_statuses_and_files(chain):
+    assert chain.ok
+    assert chain.counts() == {OK: 3, FAILED: 0, SKIPPED: 0}
+    stage, *cards = chain.notebooks
+    assert stage.name == "10_first" and stage.kind == "stage"
+    assert stage.executed.exists() and stage.html.exists()
+    assert stage.seconds > 0 and stage.export_seconds > 0
+    assert [(c.unit_id, c.unit_type) for c in cards] == [("S01", "department"), ("D01", "district")]
+    for card in cards:
+        assert card.status == OK and card.html.exists()
+        page = card.html.read_text(encoding="utf-8")
+        assert f"SCORECARD_FOR_{card.unit_id}_en" in page
+        assert runner.find_online_references(page) == []  # the hostile unit name in <title> is escaped
+    payload = json.loads((chain.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert payload["counts"] == chain.counts()
+    assert "00_explore" not in {nb.name for nb in chain.notebooks}
+
+
+def test_chain_passes_only_declared_parameters_and_uses_this_interpreter(chain):
+    seen = json.loads((chain.run_dir / "results" / "seen.json").read_text())
+    assert seen["year"] == 2031  # run parameter injected
+    assert seen["size"] == 3  # stage-specific default kept
+    assert seen["threshold"] == 0.9  # extra parameter given to the notebook that declares it
+    card = chain.notebooks[1].html.read_text(encoding="utf-8")
+    assert "THRESHOLD_ABSENT" in card  # ... and to no other
+    assert seen["lang_injected"] is False  # not declared -> not injected
+    assert Path(seen["data_dir"]).name == "data"
+    # the python3 kernel is this interpreter's environment, not a globally registered one
+    assert Path(seen["prefix"]).resolve() == Path(sys.prefix).resolve()
+
+
+def test_chain_html_hides_code_and_is_offline(chain):
+    html = chain.notebooks[0].html.read_text(encoding="utf-8")
+    assert "VISIBLE_OUTPUT_2031" in html
+    assert "TABLE_OK" in html
+    assert "CODE_MARKER_7f3a" not in html  # code is never shown
+    assert "HIDDEN_OUTPUT" not in html  # remove-cell
+    assert "STDERR_NOISE" not in html  # warnings stay in the executed notebook only
+    assert "LIVE_JS" not in html
+    assert runner.find_online_references(html) == []
+    assert "<script" not in html.lower()
+    assert "cdn" not in html.lower()
+    assert 'lang="en"' in html
+    # the chart gets the sentence that follows it as alt text, escaped
+    images = re.findall(r"<img\b[^>]*>", html)
+    assert len(images) == 1 and "data:image/png;base64," in images[0]
+    assert 'alt="The line rises &amp; steadily from 1 to 2."' in images[0]
+    # the executed notebook keeps everything for the analyst
+    executed = chain.notebooks[0].executed.read_text(encoding="utf-8")
+    assert "STDERR_NOISE" in executed and "HIDDEN_OUTPUT" in executed
+
+
+def test_chain_index_links_exist_and_names_are_escaped(chain):
+    index = chain.index
+    text = index.read_text(encoding="utf-8")
+    links = index_links(index)
+    assert links == ["html/10_first.html", "html/scorecard/S01.html", "html/scorecard/D01.html"]
+    for link in links:
+        assert (index.parent / link).exists()
+    assert "<script" not in text.lower()
+    assert HOSTILE_NAME not in text
+    assert "&lt;script&gt;alert(" in text  # the English name, escaped
+    assert "Sở Nội vụ" not in text and "Ba Dinh" in text  # names in the run's language
+    assert text.index("Bước một") < text.index("Departments") < text.index("&lt;script&gt;") < text.index("Districts")
+    assert "Ward X" not in text  # communes get no scorecard
+    assert runner.find_online_references(text) == []
+
+
+def test_index_escapes_unit_names_and_errors(tmp_path):
+    run_dir = tmp_path / "run"
+    html = run_dir / "html" / "card" / "S01.html"
+    html.parent.mkdir(parents=True)
+    html.write_text("<html></html>")
+    monthly = run_dir / "html" / "70_monthly_report.html"
+    monthly.write_text("<html></html>")
+    rows = [
+        NotebookRun("stage", "10_a", "A & B", tmp_path / "10_a.ipynb", run_dir / "notebooks/10_a.ipynb", None,
+                    FAILED, 1.0, failure=NotebookFailure("ValueError", "column <c07> & more", cell=3)),
+        NotebookRun("stage", "70_monthly_report", "Monthly", tmp_path / "70.ipynb", run_dir / "n70.ipynb", monthly,
+                    OK, 1.0, section="admin"),
+        NotebookRun("fanout", "card", "Card — x", tmp_path / "card.ipynb", run_dir / "n.ipynb", html, OK, 2.0,
+                    unit_id="S01", unit_type="department", unit_name=HOSTILE_NAME, section="Card"),
+    ]
+    summary = RunSummary(run_dir, run_dir / "index.html", rows, 3.0, {"year": 2025, "lang": "vi"})
+    text = runner.write_index(summary, "vi").read_text(encoding="utf-8")
+    assert HOSTILE_NAME not in text
+    assert "&lt;script&gt;alert(" in text and "Sở &amp; " in text
+    assert "column &lt;c07&gt; &amp; more" in text and "cell 3" in text
+    assert "A &amp; B" in text
+    assert "<script" not in text.lower()
+    assert "lỗi" in text and "hoàn thành" in text and "Sở, ban, ngành" in text
+    assert "1,0 s" in text  # Vietnamese decimal comma
+    # stages, then scorecards, then the administrative reports
+    assert index_links(summary.index) == ["html/card/S01.html", "html/70_monthly_report.html"]
+    assert text.index("Các bước phân tích") < text.index("Card") < text.index("Báo cáo hành chính")
+
+
+def test_stage_failure_stops_exports_and_reports_cell(tmp_path, write_notebook):
+    nbdir = tmp_path / "notebooks"
+    write_notebook(nbdir / "10_ok.ipynb", [("parameters", 'run_dir = ""'), ("code", "x = 1")], title="OK stage")
+    write_notebook(
+        nbdir / "20_bad.ipynb",
+        [("parameters", 'run_dir = ""'), ("code", "y = 2"),
+         ("code", "z = 1\nif z:\n    raise ValueError('no column <c07> in responses')")],
+        title="Bad stage",
+    )
+    write_notebook(nbdir / "30_never.ipynb", [("parameters", 'run_dir = ""'), ("code", "z = 3")])
+    write_notebook(nbdir / "fanout" / "scorecard.ipynb", [("parameters", 'unit_id = ""')])
+    summary = runner.run_report(tmp_path / "data", tmp_path / "run", notebooks_dir=nbdir, workers=1)
+    assert not summary.ok
+    statuses = {nb.name: nb.status for nb in summary.notebooks}
+    assert statuses == {"10_ok": OK, "20_bad": FAILED, "30_never": SKIPPED, "scorecard": SKIPPED}
+    bad = summary.failed[0]
+    # cell 4 of the source notebook: title, parameters, y = 2, raise (papermill's injected cell not counted)
+    assert bad.failure.cell == 4
+    assert bad.failure.ename == "ValueError"
+    assert "no column <c07>" in bad.failure.evalue
+    assert bad.failure.line == "line 3: raise ValueError('no column <c07> in responses')"
+    assert bad.failure.line in bad.failure.describe()
+    assert bad.html.exists()  # the failed notebook is still exported, with its traceback
+    page = bad.html.read_text(encoding="utf-8")
+    assert "no column &lt;c07&gt; in responses" in page
+    assert runner.find_online_references(page) == []
+    index = summary.index.read_text(encoding="utf-8")
+    assert "status-failed" in index and "cell 4" in index
+    assert index_links(summary.index) == ["html/10_ok.html", "html/20_bad.html"]
+    assert not (tmp_path / "run" / "notebooks" / "30_never.ipynb").exists()
+
+
+def test_stage_selection_and_unknown_stage(tmp_path, write_notebook):
+    nbdir = tmp_path / "notebooks"
+    write_notebook(nbdir / "10_a.ipynb", [("parameters", 'run_dir = ""'), ("code", "a = 1")])
+    write_notebook(nbdir / "20_b.ipynb", [("parameters", 'run_dir = ""'), ("code", "b = 1")])
+    summary = runner.run_report(tmp_path / "d", tmp_path / "run", stages=[20], notebooks_dir=nbdir)
+    assert [(nb.name, nb.status) for nb in summary.notebooks] == [("10_a", SKIPPED), ("20_b", OK)]
+    assert summary.ok
+    with pytest.raises(ValueError, match="no stage notebook numbered 40"):
+        runner.run_report(tmp_path / "d", tmp_path / "run", stages=[40], notebooks_dir=nbdir)
+    with pytest.raises(ValueError, match="run_dir are set by the runner"):
+        runner.run_report(tmp_path / "d", tmp_path / "run", parameters={"run_dir": "x"}, notebooks_dir=nbdir)
+    with pytest.raises(ValueError, match="unknown language 'fr'"):
+        runner.run_report(tmp_path / "d", tmp_path / "run", lang="fr", notebooks_dir=nbdir)
+
+
+def test_fanout_without_units_table_is_failed_not_crashed(tmp_path, write_notebook):
+    nbdir = tmp_path / "notebooks"
+    write_notebook(nbdir / "fanout" / "scorecard.ipynb", [("parameters", 'unit_id = ""')])
+    summary = runner.run_report(tmp_path / "d", tmp_path / "run", notebooks_dir=nbdir, fanout=True)
+    assert [nb.status for nb in summary.notebooks] == [FAILED]
+    assert "units.parquet" in summary.notebooks[0].failure.evalue
+    skipped = runner.run_report(tmp_path / "d", tmp_path / "run2", notebooks_dir=nbdir, fanout=False)
+    assert [nb.status for nb in skipped.notebooks] == [SKIPPED] and skipped.ok
+
+
+def test_fanout_units_filters_and_names(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    with pytest.raises(FileNotFoundError, match="units.parquet"):
+        runner.fanout_units(tmp_path)
+    pd.DataFrame({"unit_id": ["S01"], "name_vi": ["x"]}).to_parquet(results / "units.parquet")
+    with pytest.raises(ValueError, match="unit_type"):
+        runner.fanout_units(tmp_path)
+    pd.DataFrame(
+        {
+            "unit_id": ["S01", "D01", "D01C01", "S02"],
+            "unit_type": ["department", "district", "commune", "department"],
+            "name_vi": ["Sở Nội vụ", None, "Phường", "Sở Y tế"],
+            "name_en": ["Home Affairs", "Ba Dinh", "Ward", None],
+        }
+    ).to_parquet(results / "units.parquet")
+    vi = runner.fanout_units(tmp_path, "vi")
+    assert vi.to_dict("list") == {
+        "unit_id": ["S01", "D01", "S02"],
+        "unit_type": ["department", "district", "department"],
+        "name": ["Sở Nội vụ", "Ba Dinh", "Sở Y tế"],  # falls back to the other language
+    }
+    assert runner.fanout_units(tmp_path, "en")["name"].tolist() == ["Home Affairs", "Ba Dinh", "Sở Y tế"]
+
+
+def test_make_offline_and_find_online_references():
+    page = (
+        '<html><head><script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js"></script>'
+        '<script type="text/x-mathjax-config">MathJax.Hub.Config({})</script>'
+        '<link rel="stylesheet" href="https://cdn.jsdelivr.net/x.css">'
+        "<style>@import url('https://fonts.googleapis.com/css?family=Roboto');</style>"
+        '<script src="//cdn.example.org/a.js"/></head>'
+        '<body><a href="https://example.org">source</a><svg xmlns="http://www.w3.org/2000/svg"></svg>'
+        '<img src="data:image/png;base64,AAAA"></body></html>'
+    )
+    found = runner.find_online_references(page)
+    assert len(found) >= 4
+    clean = runner.make_offline(page)
+    assert runner.find_online_references(clean) == []
+    assert "<script" not in clean and "cdnjs" not in clean and "googleapis" not in clean
+    # what loads nothing stays: hyperlinks, SVG namespaces, embedded images
+    assert '<a href="https://example.org">source</a>' in clean
+    assert 'xmlns="http://www.w3.org/2000/svg"' in clean and "data:image/png" in clean
+    assert runner.find_online_references('<iframe src="https://x.org/"></iframe>')
+
+
+def test_export_html_of_lab_template_has_no_cdn(tmp_path, write_notebook):
+    """The stock lab template links require.js and MathJax from a CDN: ours must not."""
+    import nbformat
+
+    nb = write_notebook(tmp_path / "n.ipynb", [("markdown", "Formula $x^2$"), ("code", "1")])
+    out = tmp_path / "n.html"
+    seconds = runner.export_html(nb, out, title="T <&>", lang="vi")
+    page = out.read_text(encoding="utf-8")
+    assert seconds > 0
+    assert runner.find_online_references(page) == []
+    assert not re.search(r"cdnjs|jsdelivr|unpkg|mathjax", page, re.IGNORECASE)
+    assert "<title>T &lt;&amp;&gt;</title>" in page and 'lang="vi"' in page
+    # sanity: the stock exporter would have needed the network
+    from nbconvert import HTMLExporter
+
+    stock, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(nb, as_version=4))
+    assert runner.find_online_references(stock)
+
+
+def test_kernel_death_is_reported(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "die.ipynb", [("code", "x = 1"), ("code", "import os\nos._exit(3)"), ("code", "y = 2")])
+    status, seconds, failure = runner.execute_notebook(nb, tmp_path / "out" / "die.ipynb", {})
+    assert status == FAILED and seconds > 0
+    assert failure.ename == "DeadKernelError"
+    assert failure.cell == 2 and "os._exit(3)" in failure.source
+    assert failure.describe().startswith("cell 2: DeadKernelError")
+    assert (tmp_path / "out" / "die.ipynb").exists()  # partial output kept
+
+
+def test_fanout_reuses_kernels_with_a_clean_namespace(tmp_path, write_notebook):
+    """One worker, one kernel reset between units; an error or a dead kernel spoils only its unit."""
+    import nbformat
+
+    nbdir = tmp_path / "notebooks"
+    write_notebook(
+        nbdir / "fanout" / "card.ipynb",
+        [
+            ("parameters", 'unit_id = ""'),
+            ("code", "import os\nprint('LEFTOVER' if 'leftover' in globals() else 'CLEAN', f'PID={os.getpid()}.')\n"
+                     "leftover = 1"),
+            ("code", "if unit_id == 'D01':\n    raise ValueError('bad unit D01')"),
+            ("code", "if unit_id == 'D02':\n    import os\n    os._exit(1)"),
+        ],
+    )
+    run_dir = tmp_path / "run"
+    (run_dir / "results").mkdir(parents=True)
+    pd.DataFrame(
+        {"unit_id": ["S01", "D01", "S02", "D02", "S03"],
+         "unit_type": ["department", "district", "department", "district", "department"]}
+    ).to_parquet(run_dir / "results" / "units.parquet")
+    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=1, reuse_kernels=True)
+    by_unit = {nb.unit_id: nb for nb in summary.notebooks}
+    assert {u: nb.status for u, nb in by_unit.items()} == {
+        "S01": OK, "D01": FAILED, "S02": OK, "D02": FAILED, "S03": OK
+    }
+    assert by_unit["D01"].failure.evalue == "bad unit D01"
+    assert by_unit["D02"].failure.ename == "DeadKernelError"
+    pids = {}
+    for unit, nb in by_unit.items():
+        page = nb.html.read_text(encoding="utf-8")
+        assert "CLEAN" in page and "LEFTOVER" not in page
+        pids[unit] = re.search(r"PID=(\d+)\.", page).group(1)
+    # one kernel until it died, then a fresh one
+    assert pids["S01"] == pids["D01"] == pids["S02"] == pids["D02"] != pids["S03"]
+    # the reset kernel numbers cells from 1 again
+    d01 = nbformat.read(summary.notebooks[1].executed, as_version=4)
+    counts = [c.execution_count for c in d01.cells if c.cell_type == "code"]
+    assert counts[:3] == [1, 2, 3]
+    assert summary.notebooks[1].failure.execution_count == 4
