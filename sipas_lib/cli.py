@@ -135,6 +135,13 @@ def report(
         [], "--param", "-p",
         help="Stage parameter NAME=VALUE for every notebook that declares it, e.g. -p total_districts=4800.",
     ),
+    previous_data: Optional[Path] = typer.Option(
+        None, "--previous-data",
+        help="Last year's input folder, for year-on-year changes (default: <data-dir>/previous_year if it exists).",
+    ),
+    previous_results: Optional[Path] = typer.Option(
+        None, "--previous-results", help="Last year's results/ folder from an earlier run (skips recomputing it).",
+    ),
 ) -> None:
     """Run the stage notebooks, write the HTML reports and reports/<run>/index.html."""
     import logging
@@ -165,6 +172,24 @@ def report(
     run_dir = out / (run or _default_run_name(year, data_dir))
     console.print(f"SIPAS report {year}: data [bold]{escape(str(data_dir))}[/] → [bold]{escape(str(run_dir))}[/]")
     progress = _RichProgress(console)
+    wants_yoy = selected is None or any(stage >= 50 for stage in selected)
+    if previous_data is None and (data_dir / runner.PREVIOUS_YEAR_DIR).is_dir():
+        previous_data = data_dir / runner.PREVIOUS_YEAR_DIR
+    if previous_results is None and previous_data is not None and wants_yoy:
+        console.print(f"Previous year {year - 1}: data [bold]{escape(str(previous_data))}[/]")
+        try:
+            previous_results = runner.run_previous_year(
+                previous_data, run_dir, year, seed=seed, lang=lang, notebooks_dir=notebooks_dir,
+                parameters=extra, progress=progress)
+        except (RuntimeError, ValueError) as exc:
+            progress.close()
+            err_console.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1)
+    if previous_results is not None:
+        if not previous_results.is_dir():
+            err_console.print(f"[red]--previous-results {escape(str(previous_results))} is not a folder[/]")
+            raise typer.Exit(2)
+        extra.setdefault("previous_results", str(previous_results.resolve()))
     try:
         summary = runner.run_report(
             data_dir, run_dir, year=year, seed=seed, lang=lang, stages=selected, fanout=fanout,

@@ -1084,6 +1084,44 @@ def run_report(
     return summary
 
 
+PREVIOUS_YEAR_STAGES = (20, 30, 50)
+"""Stages that give a year's indices and ranks: intake, weighting, index/ranking."""
+PREVIOUS_YEAR_DIR = "previous_year"
+
+
+def run_previous_year(
+    previous_data_dir: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    year: int,
+    seed: int = config.DEFAULT_SEED,
+    lang: str = config.DEFAULT_LANG,
+    *,
+    notebooks_dir: str | os.PathLike = config.NOTEBOOKS_DIR,
+    parameters: Mapping[str, object] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Compute the previous year's indices for year-on-year comparisons; return its results folder.
+
+    Runs :data:`PREVIOUS_YEAR_STAGES` on ``previous_data_dir`` for ``year - 1`` into
+    ``run_dir/previous_year/`` (no per-unit reports), with the same code as this year's run, so
+    both years' figures come from one method. The folder is what stage 50's ``previous_results``
+    parameter expects.
+
+    Raises
+    ------
+    RuntimeError
+        When a stage of the previous year fails (its notebook and cell are in the message).
+    """
+    sub = Path(run_dir) / PREVIOUS_YEAR_DIR
+    summary = run_report(previous_data_dir, sub, year=year - 1, seed=seed, lang=lang,
+                         stages=list(PREVIOUS_YEAR_STAGES), fanout=False, notebooks_dir=notebooks_dir,
+                         parameters=parameters, progress=progress)
+    if summary.failed:
+        details = "; ".join(f.failure.describe() if f.failure else str(f.source) for f in summary.failed)
+        raise RuntimeError(f"the previous year ({year - 1}, {previous_data_dir}) failed: {details}")
+    return sub / "results"
+
+
 def _mark_skipped(run: NotebookRun, earlier_ok: bool = True) -> None:
     """A skipped notebook keeps a link to the HTML of an earlier run, if there is one."""
     run.status = SKIPPED

@@ -77,7 +77,7 @@ def tiny_demo(tmp_path_factory) -> Path:
     if "scale" in accepted:
         kwargs["scale"] = TINY_SCALE
     kwargs.update({k: v for k, v in TINY_UNITS.items() if k in accepted})
-    simulate.write_demo_year(folder, **kwargs)
+    simulate.write_demo_year(folder, previous_year=True, **kwargs)
     return folder
 
 

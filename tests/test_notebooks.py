@@ -53,8 +53,12 @@ def tiny_run(tiny_demo, tiny_parameters, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reports") / "tiny"
     # Outputs with personal data (the mailing list) go to the throwaway SIPAS_RAW_DIR set in conftest.
     assert config.RAW_DIR != config.DATA_DIR / "raw"
+    # As `sipas report` does: last year's indices first, for the year-on-year tables.
+    previous = runner.run_previous_year(tiny_demo / runner.PREVIOUS_YEAR_DIR, run_dir, TINY_YEAR, seed=TINY_SEED,
+                                        parameters=tiny_parameters)
     summary = runner.run_report(
-        tiny_demo, run_dir, year=TINY_YEAR, seed=TINY_SEED, lang="vi", parameters=tiny_parameters
+        tiny_demo, run_dir, year=TINY_YEAR, seed=TINY_SEED, lang="vi",
+        parameters={**tiny_parameters, "previous_results": str(previous)},
     )
     return summary, before
 
@@ -150,3 +154,17 @@ def test_explore_notebook_runs_on_a_finished_run(tiny_run, tiny_demo, tmp_path):
     assert "run_dir" in params
     status, _, failure = runner.execute_notebook(source, tmp_path / "explore.ipynb", params)
     assert status == runner.OK, failure.describe()
+
+
+def test_year_on_year_against_the_previous_year(tiny_run):
+    summary, _ = tiny_run
+    results = Path(summary.run_dir) / "results"
+    yoy = pd.read_parquet(results / "yoy.parquet")
+    previous = pd.read_parquet(Path(summary.run_dir) / runner.PREVIOUS_YEAR_DIR / "results" / "indices.parquet")
+    now = pd.read_parquet(results / "indices.parquet")
+    merged = yoy.merge(previous, on=["unit_id", "level", "code"], suffixes=("", "_p")).merge(
+        now, on=["unit_id", "level", "code"], suffixes=("", "_n"))
+    assert len(merged) == len(yoy) > 0
+    # change = this year's estimate - last year's, each from its own run
+    assert (merged["change"] - (merged["estimate_n"] - merged["estimate_p"])).abs().max() < 1e-12
+    assert (pd.read_parquet(results / "city_yoy.parquet")["estimate_prev"].notna()).all()
