@@ -228,11 +228,11 @@ def demo(
     """Write the seeded demo year (units, frame, sample, returned questionnaires, dossiers)."""
     from sipas_lib import simulate
 
-    if if_missing and simulate.demo_is_complete(out):
+    if if_missing and simulate.demo_is_complete(out, previous_year=True):
         console.print(f"demo data already in {escape(str(out))} (delete it to regenerate)")
         return
     with console.status(f"simulating the {year} demo year (seed {seed}) …"):
-        written = simulate.write_demo_year(out, year=year, seed=seed, scale=scale)
+        written = simulate.write_demo_year(out, year=year, seed=seed, scale=scale, previous_year=True)
     console.print(f"wrote {len(written)} files to [bold]{escape(str(out))}[/]")
 
 
