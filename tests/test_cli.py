@@ -104,13 +104,14 @@ def test_demo_if_missing_and_arguments(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_write(folder, year, seed, scale):
+    def fake_write(folder, year, seed, scale, previous_year):
+        assert previous_year, "the demo must include the previous year (year-on-year tables)"
         calls.append((Path(folder), year, seed, scale))
         Path(folder).mkdir(parents=True, exist_ok=True)
         return {"units.csv": Path(folder) / "units.csv"}
 
     monkeypatch.setattr(simulate, "write_demo_year", fake_write)
-    monkeypatch.setattr(simulate, "demo_is_complete", lambda folder: Path(folder).name == "complete")
+    monkeypatch.setattr(simulate, "demo_is_complete", lambda folder, previous_year: Path(folder).name == "complete")
     result = _invoke("demo", "--out", str(tmp_path / "complete"), "--if-missing")
     assert result.exit_code == 0 and calls == []
     assert "already" in result.output
