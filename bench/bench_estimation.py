@@ -33,6 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sipas_lib import estimation as est  # noqa: E402
 from sipas_lib import weighting as wt  # noqa: E402
+from timing import median_time as timeit  # bench/timing.py (bench/ is on sys.path when run as a script)
 
 HERE = Path(__file__).resolve().parent
 ITEMS = [f"c{j:02d}" for j in range(1, 27)]
@@ -73,13 +74,6 @@ def simulate(n: int = 1_000_000, provinces: int = 63, seed: int = 2025) -> tuple
     return df, {"prov": pm, "agesex": am}
 
 
-def timeit(fn, reps: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def run_python(df: pd.DataFrame, margins: dict, reps: int = 5) -> tuple[dict, dict]:

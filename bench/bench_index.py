@@ -11,7 +11,6 @@ year of the same shape is used.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from sipas_lib import estimation, index as ix
 from sipas_lib.config import DEMO_DIR
 from sipas_lib.instrument import load_instrument
+from timing import median_time  # bench/timing.py (bench/ is on sys.path when run as a script)
 
 REPEAT = 5
 
@@ -53,13 +53,8 @@ def synthetic_design(seed: int = 2025):
     return estimation.SurveyDesign(d, weights="w", strata="unit_id", fpc="N"), "synthetic year shaped like the demo"
 
 
-def timeit(fn, repeat=REPEAT):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def timeit(fn, repeat=REPEAT) -> float:
+    return median_time(fn, repeat)[0]
 
 
 def main() -> None:

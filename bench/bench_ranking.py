@@ -9,11 +9,11 @@ in R), so the ratio shows what the unordered-pair / additive-mask formulation bu
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 from sipas_lib import ranking as rk
+from timing import median_time  # bench/timing.py (bench/ is on sys.path when run as a script)
 
 P, B, REPEAT = 63, 10_000, 5
 
@@ -40,13 +40,8 @@ def reference_simultaneous(theta, se, level=0.95, n_boot=B, seed=2025):
     return reject
 
 
-def timeit(fn, repeat=REPEAT):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def timeit(fn, repeat=REPEAT) -> float:
+    return median_time(fn, repeat)[0]
 
 
 def main() -> None:

@@ -13,13 +13,12 @@ unit, 20 % reserves and a 5 % re-check subsample. Prints the median wall time of
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import pandas as pd
 
 from sipas_lib import sampling as sp
+from timing import median_time as timed  # bench/timing.py (bench/ is on sys.path when run as a script)
 
 FIELDS = ["justice", "labour_social", "land_environment", "construction_urban", "other"]
 
@@ -44,13 +43,6 @@ def build_frame(rows: int, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame, units
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import tempfile
 os.environ["SIPAS_RAW_DIR"] = tempfile.mkdtemp(prefix="sipas-test-raw-")
 
 import inspect  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
 from pathlib import Path
 from typing import Callable
 
@@ -94,3 +95,20 @@ def tiny_parameters(tiny_demo) -> dict:
         "total_departments": int(per_type.get("department", 0)),
         "total_districts": int(per_type.get("district", 0)),
     }
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def index_links(index: Path) -> list[str]:
+    """The ``href`` of every link on an HTML page, in order."""
+    parser = _Links()
+    parser.feed(Path(index).read_text(encoding="utf-8"))
+    return parser.hrefs

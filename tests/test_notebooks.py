@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,7 @@ import pytest
 
 from sipas_lib import config, runner
 
-from conftest import TINY_SEED, TINY_YEAR
+from conftest import TINY_SEED, TINY_YEAR, index_links
 
 pytestmark = pytest.mark.notebooks
 
@@ -31,14 +30,6 @@ DATA_URI = re.compile(r"data:[a-z]+/[a-z+.-]+;base64,[A-Za-z0-9+/=\s]+")
 STYLE = re.compile(r"<style\b.*?</style>", re.DOTALL | re.IGNORECASE)
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -98,11 +89,10 @@ def test_one_report_per_unit_and_template(tiny_run, tiny_demo):
 
 def test_index_links_all_open(tiny_run):
     summary, _ = tiny_run
-    parser = _Links()
-    parser.feed(summary.index.read_text(encoding="utf-8"))
+    hrefs = index_links(summary.index)
     htmls = [nb.html for nb in summary.notebooks if nb.html is not None]
-    assert len(parser.hrefs) == len(htmls) == len(summary.notebooks)
-    for href in parser.hrefs:
+    assert len(hrefs) == len(htmls) == len(summary.notebooks)
+    for href in hrefs:
         assert not re.match(r"^[a-z]+:", href), f"index link {href} is not relative"
         assert (summary.run_dir / href).is_file(), f"index links {href}, which does not exist"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ import pytest
 from sipas_lib import runner
 from sipas_lib.runner import FAILED, OK, SKIPPED, NotebookFailure, NotebookRun, RunSummary
 
-from conftest import build_notebook
+from conftest import build_notebook, index_links
 
 HOSTILE_NAME = '<script>alert("x")</script> Sở & "Nội vụ"'
 
@@ -54,20 +53,6 @@ FANOUT_CELLS = [
 ]
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
-
-
-def index_links(index: Path) -> list[str]:
-    parser = _Links()
-    parser.feed(index.read_text(encoding="utf-8"))
-    return parser.hrefs
 
 
 @pytest.fixture(scope="module")
