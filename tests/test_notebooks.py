@@ -158,3 +158,20 @@ def test_year_on_year_against_the_previous_year(tiny_run):
     # change = this year's estimate - last year's, each from its own run
     assert (merged["change"] - (merged["estimate_n"] - merged["estimate_p"])).abs().max() < 1e-12
     assert (pd.read_parquet(results / "city_yoy.parquet")["estimate_prev"].notna()).all()
+
+
+def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, tiny_demo, tiny_parameters,
+                                                                      tmp_path):
+    """Reproducible: a second run of the computing stages writes the same result tables."""
+    summary, _ = tiny_run
+    first = Path(summary.run_dir) / "results"
+    again = runner.run_report(tiny_demo, tmp_path / "again", year=TINY_YEAR, seed=TINY_SEED, lang="vi",
+                              stages=[10, 20, 30, 40, 50], fanout=False,
+                              parameters={**tiny_parameters, "previous_results": str(
+                                  Path(summary.run_dir) / runner.PREVIOUS_YEAR_DIR / "results")})
+    assert not again.failed
+    tables = sorted(p.name for p in (tmp_path / "again" / "results").glob("*.parquet"))
+    assert len(tables) >= 15
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(first / name),
+                                      pd.read_parquet(tmp_path / "again" / "results" / name), obj=name)
