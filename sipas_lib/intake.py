@@ -54,6 +54,7 @@ import pandas as pd
 from sipas_lib.instrument import Instrument, instrument_for_unit_type, load_instrument
 from sipas_lib.sampling import check_form_ids
 from sipas_lib.config import FIELDS, SURVEY_MODES
+from sipas_lib.reporting import load_texts
 from sipas_lib.units import load_units, validate_units
 
 __all__ = [
@@ -1048,96 +1049,4 @@ def item_nonresponse(accepted: pd.DataFrame, instrument: Instrument | str | Sequ
 
 #: Texts of ``notebooks/20_intake_quality.ipynb``; register with
 #: ``reporting.register_labels(REPORT_LABELS)``. Placeholders are filled by ``reporting.narrate``.
-REPORT_LABELS: dict[str, dict[str, str]] = {
-    "iq_title": {"vi": "Tiếp nhận phiếu và chất lượng dữ liệu", "en": "Questionnaire intake and data quality"},
-    "iq_intro": {
-        "vi": "Năm {year}: phiếu khảo sát trả về được đọc từ {files}, kiểm tra theo mẫu phiếu (Phụ lục 5) "
-              "và danh mục đơn vị. Phiếu có lỗi được để riêng (không xóa), mỗi phiếu một lý do. "
-              "Tệp gốc không bị sửa đổi; thông tin cá nhân của điều tra viên bị loại bỏ.",
-        "en": "Year {year}: returned questionnaires were read from {files} and checked against the form "
-              "(Phụ lục 5) and the units registry. Records with errors are set aside (never deleted), one "
-              "reason each. Raw files are not modified; enumerators' personal data are dropped.",
-    },
-    "iq_totals": {
-        "vi": "Nhận được **{received}** phiếu: **{accepted}** phiếu hợp lệ được đưa vào phân tích, "
-              "**{quarantined}** phiếu ({share}) được để riêng để kiểm tra lại. Số nhận = số hợp lệ + số để riêng.",
-        "en": "**{received}** questionnaires received: **{accepted}** accepted for analysis and "
-              "**{quarantined}** ({share}) set aside for re-checking. Received = accepted + set aside.",
-    },
-    "iq_files_caption": {"vi": "Phiếu nhận được theo tệp", "en": "Questionnaires received by file"},
-    "iq_file": {"vi": "Tệp", "en": "File"},
-    "iq_received": {"vi": "Nhận", "en": "Received"},
-    "iq_accepted": {"vi": "Hợp lệ", "en": "Accepted"},
-    "iq_quarantined": {"vi": "Để riêng", "en": "Set aside"},
-    "iq_share_quarantined": {"vi": "Tỷ lệ để riêng", "en": "Share set aside"},
-    "iq_notes": {"vi": "Ghi chú khi đọc tệp: {notes}", "en": "Notes from reading the files: {notes}"},
-    "iq_rr_title": {"vi": "Tỷ lệ phản hồi", "en": "Response rates"},
-    "iq_rr_text": {
-        "vi": "Tỷ lệ phản hồi = số phiếu trả về và hợp lệ / số phiếu đã phát (mẫu đã chọn). Toàn Thành phố: "
-              "{rate} ({returned}/{issued}); thấp nhất {low_unit} ({low}), cao nhất {high_unit} ({high}).",
-        "en": "Response rate = questionnaires returned and accepted / questionnaires issued (the drawn "
-              "sample). Whole city: {rate} ({returned}/{issued}); lowest {low_unit} ({low}), highest "
-              "{high_unit} ({high}).",
-    },
-    "iq_rr_unit_chart": {"vi": "Tỷ lệ phản hồi theo đơn vị", "en": "Response rate by unit"},
-    "iq_rr_unit_caption": {
-        "vi": "Mỗi thanh là một đơn vị (xếp theo tỷ lệ); đường đứt nét là tỷ lệ chung của nhóm. Các đơn vị có "
-              "tỷ lệ thấp cần nhắc nhở thu hồi phiếu hoặc có nguy cơ sai lệch do không phản hồi.",
-        "en": "Each bar is a unit (sorted by rate); the dashed line is the group's overall rate. Units with "
-              "low rates need follow-up of outstanding forms and carry more risk of non-response bias.",
-    },
-    "iq_rr_axis": {"vi": "Tỷ lệ phản hồi (%)", "en": "Response rate (%)"},
-    "iq_rr_mode_chart": {"vi": "Tỷ lệ phản hồi theo hình thức khảo sát",
-                         "en": "Response rate by survey mode"},
-    "iq_rr_mode_caption": {
-        "vi": "Tỷ lệ phản hồi của phiếu phát trực tiếp tại Bộ phận Một cửa, qua Bưu điện và trực tuyến, "
-              "tách theo Sở và quận/huyện. Chênh lệch giữa các hình thức là lý do điều chỉnh trọng số "
-              "không phản hồi theo hình thức khảo sát.",
-        "en": "Response rate of forms handed out at the one-stop shop, sent by post and online, for "
-              "departments and districts separately. Differences between modes are why the non-response "
-              "weight adjustment uses the survey mode.",
-    },
-    "iq_mode": {"vi": "Hình thức khảo sát", "en": "Survey mode"},
-    "iq_unit_type": {"vi": "Loại đơn vị", "en": "Unit type"},
-    "iq_issued": {"vi": "Đã phát", "en": "Issued"},
-    "iq_returned": {"vi": "Trả về, hợp lệ", "en": "Returned, accepted"},
-    "iq_rate": {"vi": "Tỷ lệ phản hồi", "en": "Response rate"},
-    "iq_no_sample": {"vi": "Mẫu đã phát (sample.csv)", "en": "The issued sample (sample.csv)"},
-    "iq_inr_title": {"vi": "Tỷ lệ bỏ trống từng câu hỏi", "en": "Item non-response"},
-    "iq_inr_text": {
-        "vi": "Tỷ lệ phiếu hợp lệ bỏ trống từng câu. Câu 15-18 (phần V) chỉ dành cho người đã góp ý, phản ánh, "
-              "kiến nghị, nên tính trên toàn bộ người trả lời thì phần lớn là trống theo thiết kế; tính trên "
-              "những người đã góp ý ({n_fb} người) mới là bỏ trống thực sự. Câu bỏ trống cao nhất (trừ phần V "
-              "và câu 2.x): {worst} ({worst_share}).",
-        "en": "Share of accepted questionnaires leaving each question empty. Questions 15-18 (section V) are "
-              "only for respondents who gave feedback, so over all respondents most blanks are by design; over "
-              "those who gave feedback ({n_fb} respondents) they are true non-response. Highest item "
-              "non-response (outside section V and question 2.x): {worst} ({worst_share}).",
-    },
-    "iq_inr_chart": {"vi": "Tỷ lệ bỏ trống theo câu hỏi", "en": "Item non-response by question"},
-    "iq_inr_axis": {"vi": "Tỷ lệ bỏ trống (%)", "en": "Share left empty (%)"},
-    "iq_question": {"vi": "Câu hỏi", "en": "Question"},
-    "iq_base_all": {"vi": "trên tất cả người trả lời", "en": "over all respondents"},
-    "iq_base_fb": {"vi": "trên người đã góp ý (phần V)", "en": "over those who gave feedback (section V)"},
-    "iq_form_department": {"vi": "Phiếu Sở", "en": "Department form"},
-    "iq_form_district": {"vi": "Phiếu quận/huyện", "en": "District form"},
-    "iq_q_title": {"vi": "Phiếu để riêng và lý do", "en": "Records set aside and why"},
-    "iq_q_none": {"vi": "Không có phiếu nào phải để riêng.", "en": "No record had to be set aside."},
-    "iq_q_text": {
-        "vi": "{n} phiếu được để riêng trong tệp `quarantine/quarantine.csv` của lần chạy này (không có thông tin "
-              "cá nhân). Mỗi phiếu có đúng một lý do: lỗi đầu tiên theo thứ tự kiểm tra. Mã số phiếu trùng: "
-              "bản sao giống hệt thì giữ bản đầu tiên; nếu nội dung khác nhau thì để riêng tất cả các bản.",
-        "en": "{n} records are set aside in this run's `quarantine/quarantine.csv` (no personal data). Each has "
-              "exactly one reason: the first check it fails. Duplicated form ids: of identical copies the first "
-              "is kept; when the answers differ, all copies are set aside.",
-    },
-    "iq_q_chart": {"vi": "Phiếu để riêng theo lý do", "en": "Records set aside by reason"},
-    "iq_q_axis": {"vi": "Số phiếu", "en": "Records"},
-    "iq_reason": {"vi": "Lý do", "en": "Reason"},
-    "iq_row": {"vi": "Dòng", "en": "Row"},
-    "iq_form_id": {"vi": "Mã số phiếu", "en": "Form id"},
-    "iq_column": {"vi": "Cột", "en": "Column"},
-    "iq_q_table": {"vi": "Danh sách phiếu để riêng", "en": "Records set aside"},
-    "iq_q_truncated": {"vi": "Chỉ hiện {shown} trên {n} dòng; xem đầy đủ trong quarantine.csv.",
-                       "en": "Showing {shown} of {n} rows; the full list is in quarantine.csv."},
-}
+REPORT_LABELS: dict[str, dict[str, str]] = load_texts("intake")

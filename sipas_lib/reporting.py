@@ -25,7 +25,25 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from sipas_lib.config import LANGUAGES
+from sipas_lib.config import LANGUAGES, PACKAGE_DIR
+
+TEXTS_DIR = PACKAGE_DIR / "texts"
+
+
+def load_texts(name: str) -> dict[str, dict[str, str]]:
+    """The report texts of ``sipas_lib/texts/<name>.yaml``: key -> ``{"vi": ..., "en": ...}``.
+
+    Prose lives in these YAML files, not in code, so a translator or an editor changes wording
+    without touching the library; :func:`narrate` fills the ``{placeholders}``.
+    """
+    import yaml
+
+    path = TEXTS_DIR / f"{name}.yaml"
+    texts = yaml.safe_load(path.read_text(encoding="utf-8"))
+    missing = [key for key, value in texts.items() if not isinstance(value, dict) or set(value) != set(LANGUAGES)]
+    if missing:
+        raise ValueError(f"{path}: texts without exactly the languages {LANGUAGES}: {missing[:5]}")
+    return texts
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -275,66 +293,7 @@ def publishable_flags(df: "pd.DataFrame", n_col: str = "n", min_n: int = MIN_PUB
 
 #: Report texts by key, in Vietnamese and English. ``{name}`` placeholders are filled by
 #: :func:`label` / :func:`narrate` (data values are escaped there).
-LABELS: dict[str, dict[str, str]] = {
-    # generic
-    "not_available": {
-        "vi": "*{what}: không có trong lần chạy này* (kết quả của bước trước chưa được tạo).",
-        "en": "*{what}: not available in this run* (the earlier stage's result was not produced).",
-    },
-    "flag_too_few": {
-        "vi": "dưới {min_n} phiếu – không xếp hạng",
-        "en": "fewer than {min_n} responses – not ranked",
-    },
-    "toc": {"vi": "Mục lục", "en": "Contents"},
-    "department": {"vi": "Sở, ban, ngành", "en": "Departments"},
-    "district": {"vi": "Quận, huyện, thị xã", "en": "Districts"},
-    "commune": {"vi": "Xã, phường, thị trấn", "en": "Communes"},
-    "all_units": {"vi": "Toàn Thành phố", "en": "Whole city"},
-    "unit": {"vi": "Đơn vị", "en": "Unit"},
-    "rank": {"vi": "Hạng", "en": "Rank"},
-    "rank_set": {"vi": "Hạng (khoảng tin cậy 95 %)", "en": "Rank (95 % confidence set)"},
-    "index": {"vi": "Chỉ số hài lòng", "en": "Satisfaction index"},
-    "ci95": {"vi": "KTC 95 %", "en": "95 % CI"},
-    "n_resp": {"vi": "Số phiếu", "en": "Responses"},
-    "element": {"vi": "Yếu tố", "en": "Element"},
-    "criterion": {"vi": "Tiêu chí", "en": "Criterion"},
-    "city": {"vi": "Thành phố", "en": "City"},
-    "change": {"vi": "Thay đổi so với năm trước", "en": "Change from last year"},
-    "status": {"vi": "Ghi chú", "en": "Note"},
-    "target": {"vi": "Mục tiêu", "en": "Target"},
-    "yes": {"vi": "Có", "en": "Yes"},
-    "no": {"vi": "Không", "en": "No"},
-    "significant": {"vi": "có ý nghĩa thống kê", "en": "statistically significant"},
-    "not_significant": {"vi": "không có ý nghĩa thống kê", "en": "not statistically significant"},
-    "percent_axis": {"vi": "Tỷ lệ hài lòng (%)", "en": "Share satisfied (%)"},
-    "stt": {"vi": "STT", "en": "No."},
-    "content": {"vi": "Nội dung", "en": "Item"},
-    "month_result": {"vi": "Kết quả trong tháng báo cáo", "en": "Result in the reporting month"},
-    "ytd_result": {"vi": "Kết quả từ đầu năm đến tháng báo cáo",
-                   "en": "Result from the start of the year to the reporting month"},
-    "implementation_result": {"vi": "Kết quả thực hiện", "en": "Result"},
-    # elements
-    "E1": {"vi": "Tiếp cận dịch vụ", "en": "Access to services"},
-    "E2": {"vi": "Thủ tục hành chính", "en": "Administrative procedures"},
-    "E3": {"vi": "Công chức", "en": "Civil servants"},
-    "E4": {"vi": "Kết quả giải quyết", "en": "Results"},
-    "E5": {"vi": "Tiếp nhận, xử lý góp ý, phản ánh, kiến nghị", "en": "Feedback handling"},
-    "overall": {"vi": "Chỉ số chung (SIPAS)", "en": "Overall index (SIPAS)"},
-    # fields of procedure
-    "field_justice": {"vi": "Tư pháp", "en": "Justice"},
-    "field_labour_social": {"vi": "Lao động, thương binh và xã hội", "en": "Labour and social affairs"},
-    "field_land_environment": {"vi": "Tài nguyên và môi trường", "en": "Land and environment"},
-    "field_construction_urban": {"vi": "Xây dựng, quản lý đô thị", "en": "Construction and urban management"},
-    "field_other": {"vi": "Lĩnh vực khác", "en": "Other fields"},
-    # survey modes and dossier channels
-    "mode_postal": {"vi": "qua Bưu điện", "en": "by post"},
-    "mode_one_stop": {"vi": "trực tiếp tại Bộ phận Một cửa", "en": "in person at the one-stop shop"},
-    "mode_online": {"vi": "trực tuyến", "en": "online"},
-    "channel_direct": {"vi": "trực tiếp", "en": "in person"},
-    "channel_online_l3": {"vi": "DVC TT mức độ 3", "en": "online, level 3"},
-    "channel_online_l4": {"vi": "DVC TT mức độ 4", "en": "online, level 4"},
-    "channel_postal": {"vi": "DV BCCI", "en": "public postal service"},
-}
+LABELS: dict[str, dict[str, str]] = load_texts("reporting")
 
 
 def label(key: str, lang: str = "vi", **values: Any) -> str:
@@ -622,241 +581,6 @@ def shorten(text: str, width: int = 70) -> str:
     return cut + "…"
 
 
-register_labels({
-    # annual report
-    "annual_title": {"vi": "Báo cáo Chỉ số hài lòng về sự phục vụ hành chính (SIPAS) năm {year}",
-                     "en": "Satisfaction Index of Public Administrative Services (SIPAS) {year}: annual report"},
-    "annual_intro": {
-        "vi": "Báo cáo trình bày kết quả khảo sát sự hài lòng của người dân, tổ chức đối với sự phục vụ "
-              "của các sở, ban, ngành và UBND các quận, huyện, thị xã năm {year}. Mọi con số là tỷ lệ "
-              "người trả lời *hài lòng* hoặc *rất hài lòng* (mức 4–5), kèm khoảng tin cậy 95 %.",
-        "en": "This report presents the {year} survey of citizens' and organisations' satisfaction with the "
-              "service of the city's departments and district People's Committees. Every figure is the share "
-              "of respondents *satisfied* or *very satisfied* (4–5 on the scale), with its 95 % confidence interval."},
-    "sec_summary": {"vi": "Tóm tắt", "en": "Executive summary"},
-    "sec_sample": {"vi": "Mẫu khảo sát và tỷ lệ phản hồi", "en": "Sample and responses"},
-    "sec_league": {"vi": "Bảng xếp hạng", "en": "League tables"},
-    "sec_elements": {"vi": "Chỉ số theo yếu tố", "en": "Element profiles"},
-    "sec_weakest": {"vi": "Các tiêu chí thấp nhất", "en": "Weakest criteria"},
-    "sec_reliability": {"vi": "Độ tin cậy của bảng hỏi", "en": "Reliability of the questionnaire"},
-    "sec_national": {"vi": "Bối cảnh quốc gia", "en": "National context"},
-    "sec_method": {"vi": "Phụ lục: Phương pháp", "en": "Appendix: Methodology"},
-    "summary_city": {
-        "vi": "- **{group}**: chỉ số hài lòng chung **{est}** (KTC 95 %: {ci}; {n} phiếu).",
-        "en": "- **{group}**: overall satisfaction **{est}** (95 % CI: {ci}; {n} responses)."},
-    "summary_city_all": {
-        "vi": "- **Toàn Thành phố**: **{est}** (KTC 95 %: {ci}; {n} phiếu).",
-        "en": "- **Whole city**: **{est}** (95 % CI: {ci}; {n} responses)."},
-    "summary_change": {
-        "vi": "- So với năm trước, chỉ số chung của {group} thay đổi {chg} ({sig}).",
-        "en": "- Compared with last year the overall index of {group} changed by {chg} ({sig})."},
-    "summary_no_change": {
-        "vi": "- Chưa có kết quả năm trước để so sánh.",
-        "en": "- No earlier year's result is available for comparison."},
-    "summary_target": {
-        "vi": "- Mục tiêu của Kế hoạch 143/KH-UBND cho năm {year}: {target}. Chỉ số toàn Thành phố {est} "
-              "**{status}**.",
-        "en": "- The target of plan 143/KH-UBND for {year}: {target}. The city's index of {est} "
-              "**{status}**."},
-    "target_met": {"vi": "đạt mục tiêu", "en": "meets the target"},
-    "target_not_met": {"vi": "chưa đạt mục tiêu", "en": "does not meet the target yet"},
-    "target_uncertain": {"vi": "có khoảng tin cậy chứa ngưỡng mục tiêu, chưa thể kết luận",
-                         "en": "has a confidence interval that straddles the target, so the status is not certain"},
-    "target_2025": {"vi": "từ 90 % đến 95 %", "en": "90 % to 95 %"},
-    "target_2023": {"vi": "trên 85 %", "en": "above 85 %"},
-    "summary_best_worst": {
-        "vi": "- Trong {group_lc}, cao nhất là {best} ({best_est}), thấp nhất là {worst} ({worst_est}).",
-        "en": "- Among {group_lc}, the highest is {best} ({best_est}) and the lowest {worst} ({worst_est})."},
-    "summary_flagged": {
-        "vi": "- {k} đơn vị có dưới {min_n} phiếu hợp lệ: chỉ số được công bố kèm cảnh báo và không xếp hạng.",
-        "en": "- {k} unit(s) have fewer than {min_n} accepted responses: their index is shown with a warning "
-              "and not ranked."},
-    "sample_text": {
-        "vi": "Trong năm, {received} phiếu được thu về: {accepted} phiếu hợp lệ được đưa vào tính toán và "
-              "{quarantined} phiếu bị loại (lý do ghi trong tệp cách ly; thu về = hợp lệ + bị loại).",
-        "en": "{received} questionnaires were returned in the year: {accepted} were accepted into the "
-              "analysis and {quarantined} were set aside (reasons in the quarantine file; returned = "
-              "accepted + set aside)."},
-    "returned": {"vi": "Thu về", "en": "Returned"},
-    "accepted": {"vi": "Hợp lệ", "en": "Accepted"},
-    "quarantined": {"vi": "Bị loại", "en": "Set aside"},
-    "sampled": {"vi": "Phiếu phát ra", "en": "Issued"},
-    "response_rate": {"vi": "Tỷ lệ thu hồi", "en": "Response rate"},
-    "unit_type": {"vi": "Loại đơn vị", "en": "Unit type"},
-    "total": {"vi": "Tổng", "en": "Total"},
-    "league_text": {
-        "vi": "Hạng được tính theo chỉ số chung. Khoảng hạng 95 % (phương pháp Mogstad, Romano, Shaikh & "
-              "Wilhelm) cho biết các hạng mà dữ liệu không thể phân biệt. Khoảng *đồng thời* đúng cho mọi đơn "
-              "vị cùng lúc (dùng khi so sánh cả bảng); khoảng *riêng đơn vị* hẹp hơn, đúng cho từng đơn vị xét "
-              "riêng. Hai đơn vị có khoảng hạng chồng lên nhau không khác nhau một cách chắc chắn. Đơn vị có "
-              "dưới {min_n} phiếu được in nghiêng, không xếp hạng.",
-        "en": "Units are ranked by their overall index. The 95 % rank confidence set (method of Mogstad, "
-              "Romano, Shaikh & Wilhelm) shows which ranks the data cannot tell apart. The *simultaneous* set "
-              "holds for all units at once (use it to compare the whole table); the narrower *this unit* set "
-              "holds for each unit taken alone. Two units whose sets overlap are not reliably different. "
-              "Units with fewer than {min_n} responses are shown in italics and not ranked."},
-    "caterpillar_title": {"vi": "Chỉ số hài lòng chung và khoảng tin cậy 95 %: {group}",
-                          "en": "Overall satisfaction with 95 % confidence intervals: {group}"},
-    "caterpillar_text": {
-        "vi": "Biểu đồ cho thấy chỉ số của từng đơn vị (điểm) và khoảng tin cậy 95 % (vạch ngang); đường "
-              "đứt là chỉ số chung của nhóm. Đơn vị có vạch cắt đường đứt không khác trung bình nhóm một "
-              "cách có ý nghĩa.",
-        "en": "The chart shows each unit's index (dot) with its 95 % confidence interval (bar); the dashed "
-              "line is the group's overall index. Units whose bar crosses the dashed line are not "
-              "significantly different from the group."},
-    "elements_text": {
-        "vi": "Biểu đồ cho biết chỉ số của từng yếu tố (tỷ lệ hài lòng, %) theo đơn vị; ô càng sẫm, chỉ số "
-              "càng thấp; ô có dấu – là không có người trả lời. Yếu tố 5 chỉ tính trên người đã từng góp ý, "
-              "phản ánh.",
-        "en": "The chart gives each element's index (share satisfied, %) by unit; the darker the cell, the "
-              "lower the index; a cell marked – had no respondents. Element 5 counts only respondents who "
-              "gave feedback."},
-    "heatmap_title": {"vi": "Chỉ số theo yếu tố: {group}", "en": "Element indices: {group}"},
-    "weakest_text": {
-        "vi": "Năm tiêu chí có tỷ lệ hài lòng thấp nhất của toàn Thành phố, nơi cần ưu tiên cải thiện:",
-        "en": "The five criteria with the lowest satisfaction city-wide, where improvement should start:"},
-    "weakest_units_text": {
-        "vi": "Ba tiêu chí thấp nhất của từng đơn vị:",
-        "en": "Each unit's three weakest criteria:"},
-    "weakest_chart_title": {"vi": "Tỷ lệ hài lòng theo tiêu chí, toàn Thành phố",
-                            "en": "Satisfaction by criterion, whole city"},
-    "weakest_chart_text": {
-        "vi": "Biểu đồ xếp 18 tiêu chí từ thấp đến cao; vạch ngang là khoảng tin cậy 95 %.",
-        "en": "The chart orders the 18 criteria from lowest to highest; bars are 95 % confidence intervals."},
-    "reliability_verdict_good": {
-        "vi": "Hệ số Cronbach's alpha của các yếu tố từ {lo} đến {hi}: mọi yếu tố đạt ngưỡng 0,70, bảng hỏi đo "
-              "nhất quán.",
-        "en": "Cronbach's alpha of the elements ranges from {lo} to {hi}: every element reaches 0.70, the "
-              "questionnaire measures consistently."},
-    "reliability_verdict_weak": {
-        "vi": "Hệ số Cronbach's alpha của các yếu tố từ {lo} đến {hi}; yếu tố dưới ngưỡng 0,70: {weak}. Nên "
-              "xem xét lại các câu hỏi của yếu tố này.",
-        "en": "Cronbach's alpha of the elements ranges from {lo} to {hi}; below the 0.70 threshold: {weak}. "
-              "The questions of these elements deserve a review."},
-    "alpha": {"vi": "Cronbach's alpha", "en": "Cronbach's alpha"},
-    "national_text": {
-        "vi": "Chỉ số SIPAS trung bình cả nước do Bộ Nội vụ công bố (đường liền) và các năm có số liệu công bố "
-              "của Hà Nội (điểm vuông). Năm 2022 Bộ Nội vụ thay đổi phương pháp (thêm chỉ số chính sách), nên "
-              "2021→2022 không so sánh trực tiếp được.",
-        "en": "The national SIPAS average published by the Ministry of Home Affairs (solid line) and the years "
-              "with a published figure for Hà Nội (squares). In 2022 the ministry changed the method (policy "
-              "index added), so 2021→2022 is not a like-for-like change."},
-    "national_title": {"vi": "SIPAS cả nước và Hà Nội (số liệu công bố)",
-                       "en": "SIPAS, national average and Hà Nội (published figures)"},
-    "national_avg": {"vi": "Trung bình cả nước", "en": "National average"},
-    "hanoi": {"vi": "Hà Nội", "en": "Hà Nội"},
-    "year": {"vi": "Năm", "en": "Year"},
-    "source": {"vi": "Nguồn", "en": "Source"},
-    "yoy_title": {"vi": "Thay đổi so với năm trước", "en": "Change from last year"},
-    # scorecard
-    "scorecard_title": {"vi": "Phiếu điểm SIPAS {year}: {name}", "en": "SIPAS {year} scorecard: {name}"},
-    "sc_headline": {
-        "vi": "Chỉ số hài lòng chung: **{est}** (khoảng tin cậy 95 %: {ci}), dựa trên {n} phiếu hợp lệ. "
-              "Chỉ số chung của {group_lc}: {city}.",
-        "en": "Overall satisfaction: **{est}** (95 % confidence interval: {ci}), from {n} accepted "
-              "responses. Overall index of all {group_lc}: {city}."},
-    "sc_rank": {
-        "vi": "Xếp hạng **{rank}/{total}** trong {group_lc}; với độ tin cậy 95 %, hạng thực nằm trong khoảng "
-              "**{lo}–{hi}**.",
-        "en": "Ranked **{rank} of {total}** among {group_lc}; with 95 % confidence its true rank lies between "
-              "**{lo} and {hi}**."},
-    "sc_flag": {
-        "vi": "⚠ **Chỉ có {n} phiếu hợp lệ, dưới ngưỡng {min_n} phiếu để công bố.** Chỉ số chỉ mang tính tham "
-              "khảo và đơn vị không được xếp hạng.",
-        "en": "⚠ **Only {n} accepted responses, below the publication threshold of {min_n}.** The index is "
-              "indicative only and the unit is not ranked."},
-    "sc_no_unit": {
-        "vi": "Đơn vị {unit} không có trong kết quả của lần chạy này.",
-        "en": "Unit {unit} is not in this run's results."},
-    "sc_yoy": {"vi": "So với năm trước: {chg} ({sig}).", "en": "Compared with last year: {chg} ({sig})."},
-    "sc_elements_title": {"vi": "Các yếu tố: đơn vị so với {group_lc}", "en": "Elements: unit versus all {group_lc}"},
-    "sc_elements_text": {
-        "vi": "Biểu đồ so sánh tỷ lệ hài lòng của đơn vị (cột sẫm, có khoảng tin cậy 95 %) với chung các đơn vị "
-              "cùng loại (cột nhạt kẻ sọc) ở từng yếu tố.",
-        "en": "The chart compares the unit's share satisfied (dark bars, with 95 % confidence intervals) with "
-              "all units of its type (light hatched bars) for each element."},
-    "sc_criteria": {"vi": "Từng tiêu chí", "en": "Each criterion"},
-    "sc_criteria_text": {
-        "vi": "Tiêu chí có dưới {min_n} người trả lời được in nghiêng (ước lượng kém chính xác).",
-        "en": "Criteria answered by fewer than {min_n} respondents are in italics (imprecise estimates)."},
-    "sc_weakest": {"vi": "Ba tiêu chí có tỷ lệ hài lòng thấp nhất, cần ưu tiên cải thiện: {list}",
-                   "en": "The three criteria with the lowest satisfaction, to improve first: {list}"},
-    "sc_sample": {"vi": "Mẫu khảo sát của đơn vị", "en": "The unit's sample"},
-    "sc_sample_text": {
-        "vi": "{issued} phiếu được phát, {received} phiếu thu về (tỷ lệ thu hồi {rate}), trong đó {accepted} hợp "
-              "lệ và {quarantined} bị loại.",
-        "en": "{issued} questionnaires issued, {received} returned (response rate {rate}): {accepted} accepted "
-              "and {quarantined} set aside."},
-    "difference": {"vi": "Chênh lệch", "en": "Difference"},
-    "unit_value": {"vi": "Đơn vị", "en": "Unit"},
-    "group_value": {"vi": "Cùng loại", "en": "Same type"},
-    "department_lc": {"vi": "các sở, ban, ngành", "en": "departments"},
-    "district_lc": {"vi": "các quận, huyện, thị xã", "en": "districts"},
-    # monthly report
-    "monthly_title": {"vi": "Báo cáo SIPAS tháng {month} năm {year}", "en": "SIPAS monthly report, {month}/{year}"},
-    "monthly_intro": {
-        "vi": "Báo cáo theo mẫu tại Phụ lục 3, Kế hoạch số 143/KH-UBND, lập từ dữ liệu hồ sơ thủ tục hành chính "
-              "của các đơn vị. Hồ sơ cần giải quyết = hồ sơ tồn kỳ trước chưa giải quyết + hồ sơ tiếp nhận mới "
-              "trong kỳ; tỷ lệ đúng hạn/quá hạn tính trên hồ sơ đã giải quyết trong kỳ.",
-        "en": "Report in the format of Annex 3 of plan 143/KH-UBND, built from the units' administrative "
-              "dossier records. Dossiers to resolve = dossiers carried over unresolved + dossiers newly "
-              "received in the period; on-time and late rates are over dossiers resolved in the period."},
-    "form1": {"vi": "Mẫu số 1 – Các Sở, ngành", "en": "Form 1 – Departments"},
-    "form2": {"vi": "Mẫu số 2 – Các Quận, huyện, thị xã", "en": "Form 2 – Districts"},
-    "monthly_all_depts": {"vi": "Tổng hợp các sở, ban, ngành ({k} đơn vị)",
-                          "en": "All departments combined ({k} units)"},
-    "monthly_all_districts": {"vi": "Tổng hợp các quận, huyện, thị xã ({k} đơn vị)",
-                              "en": "All districts combined ({k} units)"},
-    "monthly_overview": {"vi": "Tổng quan theo đơn vị, tháng {month}/{year}",
-                         "en": "Overview by unit, {month}/{year}"},
-    "monthly_chart_title": {"vi": "Tỷ lệ hồ sơ giải quyết đúng hạn trong tháng {month}/{year}, theo đơn vị",
-                            "en": "Dossiers resolved on time in {month}/{year}, by unit"},
-    "monthly_chart_text": {
-        "vi": "Biểu đồ cho thấy tỷ lệ hồ sơ giải quyết đúng hạn trong tháng của từng đơn vị (tại Bộ phận Một "
-              "cửa của đơn vị, không gồm cấp xã), từ thấp đến cao; đường đứt là tỷ lệ chung.",
-        "en": "The chart shows each unit's share of dossiers resolved on time in the month (at the unit's own "
-              "one-stop shop, communes excluded), lowest first; the dashed line is the overall rate."},
-    "on_time_axis": {"vi": "Tỷ lệ đúng hạn (%)", "en": "Resolved on time (%)"},
-    "dossiers_resolved": {"vi": "hồ sơ đã giải quyết", "en": "dossiers resolved"},
-    "to_resolve": {"vi": "Cần giải quyết", "en": "To resolve"},
-    "new": {"vi": "Tiếp nhận mới", "en": "New"},
-    "resolved": {"vi": "Đã giải quyết", "en": "Resolved"},
-    "on_time": {"vi": "Đúng hạn", "en": "On time"},
-    "late": {"vi": "Quá hạn", "en": "Late"},
-    "feedback": {"vi": "Phản ánh, kiến nghị", "en": "Feedback"},
-    "apologies": {"vi": "Văn bản xin lỗi", "en": "Apologies"},
-    "opinions": {"vi": "Ý kiến đánh giá", "en": "Opinions"},
-    "no_admin_data": {"vi": "Dữ liệu hồ sơ hành chính", "en": "Administrative dossier records"},
-    "unit_not_found": {"vi": "Không tìm thấy đơn vị {unit} trong danh mục đơn vị.",
-                       "en": "Unit {unit} is not in the units registry."},
-    "abbrev": {"vi": "*Ghi chú viết tắt:* DVC TT: Dịch vụ công trực tuyến; DV BCCI: Dịch vụ bưu chính công ích.",
-               "en": "*Abbreviations:* DVC TT: online public services; DV BCCI: public postal service."},
-    # annual survey-implementation report
-    "pl4_title": {"vi": "Báo cáo kết quả khảo sát, lấy ý kiến người dân, tổ chức đã giao dịch, nhận kết quả "
-                        "giải quyết TTHC năm {year}",
-                  "en": "Report on the {year} survey of citizens and organisations who received results of "
-                        "administrative procedures"},
-    "pl4_intro": {"vi": "Theo mẫu tại Phụ lục 4, Kế hoạch số 143/KH-UBND. Số liệu lấy từ lần chạy này.",
-                  "en": "In the format of Annex 4 of plan 143/KH-UBND. Figures are taken from this run."},
-    "pl4_part1": {"vi": "1. Kết quả triển khai", "en": "1. Implementation"},
-    "pl4_part2": {"vi": "2. Khó khăn, vướng mắc (nếu có)", "en": "2. Difficulties (if any)"},
-    "pl4_part3": {"vi": "3. Kiến nghị, đề xuất (nếu có)", "en": "3. Recommendations (if any)"},
-    "pl4_difficulties": {
-        "vi": "{q} phiếu ({share}) bị loại khi nhập liệu; quy tắc kiểm tra bị vi phạm nhiều nhất: {top}.",
-        "en": "{q} questionnaires ({share}) were set aside at intake; the check failed most often: {top}."},
-    "pl4_none": {"vi": "Không có.", "en": "None."},
-    "pl4_recommend": {
-        "vi": "Các đơn vị có chỉ số thấp nhất tập trung cải thiện các tiêu chí yếu nhất nêu trong phiếu điểm "
-              "của đơn vị.",
-        "en": "Units with the lowest indices should focus on the weakest criteria named in their scorecards."},
-    "pl4_chart_title": {"vi": "Số phiếu hợp lệ theo lĩnh vực và hình thức khảo sát",
-                        "en": "Accepted questionnaires by field and survey mode"},
-    "pl4_chart_text": {
-        "vi": "Biểu đồ cho thấy số phiếu hợp lệ của từng lĩnh vực thủ tục, chia theo hình thức khảo sát.",
-        "en": "The chart shows the accepted questionnaires of each field of procedure, split by survey mode."},
-    "forms_axis": {"vi": "Số phiếu", "en": "Questionnaires"},
-    "field": {"vi": "Lĩnh vực", "en": "Field"},
-})
 
 
 _METHOD = {
@@ -983,7 +707,6 @@ def method_text(lang: str = "vi", min_n: int = MIN_PUBLISH_N, weights: "pd.DataF
     return text
 
 
-register_labels({"all_criteria": {"vi": "Cả 18 tiêu chí", "en": "All 18 criteria"}})
 
 
 def criteria_codes(unit_type: str = "district") -> list[str]:
@@ -997,19 +720,3 @@ def criteria_codes(unit_type: str = "district") -> list[str]:
         return [f"c{i:02d}" for i in range(1, 19)]
 
 
-register_labels({
-    "rank_set_sim": {"vi": "Khoảng hạng 95 % (đồng thời)", "en": "95 % rank set (simultaneous)"},
-    "rank_set_marg": {"vi": "Khoảng hạng 95 % (riêng đơn vị)", "en": "95 % rank set (this unit)"},
-})
-register_labels({
-    "pl4_rule": {"vi": "Quy tắc kiểm tra", "en": "Check"},
-    "pl4_example": {"vi": "Ví dụ", "en": "Example"},
-})
-register_labels({
-    "summary_sig": {
-        "vi": "- Trong {group_lc}, {above} đơn vị cao hơn và {below} đơn vị thấp hơn chỉ số chung của nhóm một cách có "
-              "ý nghĩa thống kê (cả khoảng tin cậy 95 % nằm trên hoặc dưới); {rest} đơn vị còn lại không khác biệt rõ.",
-        "en": "- Among {group_lc}, {above} unit(s) are significantly above and {below} significantly below the "
-              "group's index (the whole 95 % confidence interval lies above or below it); the other {rest} cannot "
-              "be told apart from it."},
-})
