@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from sipas_lib.reporting import LABELS, fmt_num, fmt_pct, label
+from sipas_lib.reporting import LABELS, fmt_num, fmt_pct, label, load_texts
 
 CHANNELS = ("direct", "online_l3", "online_l4", "postal")
 FIELDS = ("justice", "labour_social", "land_environment", "construction_urban", "other")
@@ -577,24 +577,7 @@ ANNUAL_ROWS = (
     ("10.", "Tổng số phiếu khảo sát tại các đơn vị trực thuộc", "Questionnaires at the subordinate units"),
 )
 
-_ANNUAL_TEXT = {
-    "vi": {
-        "yes": "Có. {plan}", "from_to": "Từ {a} đến {b}", "forms": "{n} phiếu",
-        "period": "{k} kỳ, {m} tháng ({a}–{b})", "field": "{f}: {n} phiếu ({p})",
-        "returned": "{r} phiếu thu về (hợp lệ: {a}; bị loại: {q})",
-        "units": "{n} đơn vị ({d} sở, ban, ngành; {t} quận, huyện, thị xã)",
-        "unit_forms": "{n} phiếu hợp lệ ({d} tại các sở, ban, ngành; {t} tại các quận, huyện, thị xã)",
-        "none": "Không có dữ liệu trong lần chạy này",
-    },
-    "en": {
-        "yes": "Yes. {plan}", "from_to": "From {a} to {b}", "forms": "{n} questionnaires",
-        "period": "{k} round(s), {m} month(s) ({a}–{b})", "field": "{f}: {n} questionnaires ({p})",
-        "returned": "{r} questionnaires returned ({a} accepted; {q} set aside)",
-        "units": "{n} units ({d} departments; {t} districts)",
-        "unit_forms": "{n} accepted questionnaires ({d} at departments; {t} at districts)",
-        "none": "Not available in this run",
-    },
-}
+_ANNUAL_TEXT = load_texts("admin_reports")  # key -> {"vi": ..., "en": ...}
 
 _MODE_KEYS = {"postal": "mode_postal", "one_stop": "mode_one_stop", "online": "mode_online"}
 
@@ -638,7 +621,7 @@ def annual_survey_rows(responses: pd.DataFrame, *, year: int, received: int | No
     missing = [c for c in need if c not in responses.columns]
     if missing:
         raise ValueError(f"annual_survey_rows: responses lack column(s) {', '.join(missing)}")
-    text = _ANNUAL_TEXT[lang]
+    text = {key: value[lang] for key, value in _ANNUAL_TEXT.items()}
     accepted = len(responses)
     quarantined = int(quarantined or 0)
     received = accepted + quarantined if received is None else int(received)
