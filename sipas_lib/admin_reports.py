@@ -46,7 +46,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from sipas_lib.reporting import LABELS, fmt_num, fmt_pct, label, load_texts
+from sipas_lib.reporting import LABELS, fmt_num, fmt_pct, label
+from sipas_lib.texts import load_texts
 
 CHANNELS = ("direct", "online_l3", "online_l4", "postal")
 FIELDS = ("justice", "labour_social", "land_environment", "construction_urban", "other")

@@ -54,7 +54,7 @@ import pandas as pd
 from sipas_lib.instrument import Instrument, instrument_for_unit_type, load_instrument
 from sipas_lib.sampling import check_form_ids
 from sipas_lib.config import FIELDS, SURVEY_MODES
-from sipas_lib.reporting import load_texts
+from sipas_lib.texts import load_texts
 from sipas_lib.units import load_units, validate_units
 
 __all__ = [

@@ -47,7 +47,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, special, stats
-from sipas_lib.reporting import load_texts
+from sipas_lib.texts import load_texts
 
 __all__ = [
     "FIT_THRESHOLDS", "ALPHA_THRESHOLDS", "SATISFIED_MIN",

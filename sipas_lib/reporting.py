@@ -25,25 +25,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from sipas_lib.config import LANGUAGES, PACKAGE_DIR
-
-TEXTS_DIR = PACKAGE_DIR / "texts"
-
-
-def load_texts(name: str) -> dict[str, dict[str, str]]:
-    """The report texts of ``sipas_lib/texts/<name>.yaml``: key -> ``{"vi": ..., "en": ...}``.
-
-    Prose lives in these YAML files, not in code, so a translator or an editor changes wording
-    without touching the library; :func:`narrate` fills the ``{placeholders}``.
-    """
-    import yaml
-
-    path = TEXTS_DIR / f"{name}.yaml"
-    texts = yaml.safe_load(path.read_text(encoding="utf-8"))
-    missing = [key for key, value in texts.items() if not isinstance(value, dict) or set(value) != set(LANGUAGES)]
-    if missing:
-        raise ValueError(f"{path}: texts without exactly the languages {LANGUAGES}: {missing[:5]}")
-    return texts
+from sipas_lib.config import LANGUAGES
+from sipas_lib.texts import load_texts
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -51,7 +51,7 @@ import pandas as pd
 from scipy import stats
 
 from sipas_lib import config
-from sipas_lib.reporting import load_texts
+from sipas_lib.texts import load_texts
 
 ALLOCATION_METHODS = ("equal", "proportional", "neyman", "power")
 SELECTION_METHODS = ("systematic", "srs", "pps")

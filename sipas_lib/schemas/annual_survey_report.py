@@ -1,0 +1,3 @@
+"""Contracts of stage annual_survey_report."""
+
+from __future__ import annotations
