@@ -23,3 +23,10 @@ STAGE_OF_NOTEBOOK: dict[str, str] = {
     "80_annual_survey_report": "annual_survey_report",
     "unit_scorecard": "unit_scorecard",
 }
+
+
+class StageError(RuntimeError):
+    """A stage cannot produce its main tables. The message names the file, row and column at fault.
+
+    Raised, never caught in a notebook: the runner marks the stage failed and the run exits non-zero.
+    """
