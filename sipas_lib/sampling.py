@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sipas_lib import config
+from sipas_lib import config, formids
 from sipas_lib.texts import load_texts
 
 ALLOCATION_METHODS = ("equal", "proportional", "neyman", "power")
@@ -1126,90 +1126,22 @@ def select(
 # --------------------------------------------------------------------------------------------
 # Form ids (Mã số phiếu)
 # --------------------------------------------------------------------------------------------
-_LUHN_DOUBLE = np.array([True, False, True, False, True])  # payload d1..d5; d5 (rightmost) doubled
-
-
-def _luhn_check_digit(payload: np.ndarray) -> np.ndarray:
-    """Luhn check digit of 5-digit payloads (int array)."""
-    digits = (payload[:, None] // 10 ** np.arange(4, -1, -1)) % 10
-    doubled = np.where(_LUHN_DOUBLE, digits * 2, digits)
-    doubled = np.where(doubled > 9, doubled - 9, doubled)
-    return (10 - doubled.sum(axis=1) % 10) % 10
-
-
-def _as_int_array(values, name: str) -> np.ndarray:
-    arr = pd.to_numeric(pd.Series(np.ravel(np.asarray(values, dtype=object))), errors="coerce").to_numpy(dtype=float)
-    if np.any(np.isnan(arr)):
-        raise ValueError(f"{name} has missing or non-numeric values")
-    if np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must be whole numbers")
-    return arr.astype(np.int64)
-
-
 def make_form_ids(unit_codes, serials) -> np.ndarray:
-    """6-digit form ids ``UUSSSC``: unit code, serial within the unit, Luhn check digit.
+    """6-digit legacy form ids ``UUSSSC`` (unit code 10-99, serial, Luhn check digit).
 
-    Parameters
-    ----------
-    unit_codes
-        2-digit unit codes (10-99; ``units.csv`` uses 10-29 departments, 30-59 districts).
-    serials
-        Serial numbers 1-999 within the unit (broadcast against ``unit_codes``).
-
-    Returns
-    -------
-    numpy.ndarray of str
+    The 2020–2024 format; :func:`sipas_lib.formids.make_form_ids` writes the current 10-digit
+    format too, and :func:`check_form_ids` / :func:`unit_code_of` read both.
 
     Examples
     --------
     >>> make_form_ids([10, 31], [1, 25]).tolist()
     ['100016', '310250']
     """
-    codes = _as_int_array(unit_codes, "unit_codes")
-    ser = _as_int_array(serials, "serials")
-    codes, ser = np.broadcast_arrays(codes, ser)
-    bad = (codes < 10) | (codes > 99)
-    if bad.any():
-        raise ValueError(f"unit codes must be 2-digit numbers 10-99, got {codes[bad][:5].tolist()}")
-    bad = (ser < 1) | (ser > MAX_SERIAL)
-    if bad.any():
-        raise ValueError(f"serials must be 1-{MAX_SERIAL} within a unit, got {ser[bad][:5].tolist()}")
-    payload = codes * 1000 + ser
-    ids = payload * 10 + _luhn_check_digit(payload)
-    return ids.astype("U6")
+    return formids.make_form_ids(unit_codes, serials, legacy=True)
 
 
-def check_form_ids(ids) -> np.ndarray:
-    """True where a form id is well formed: 6 digits, unit code 10-99, serial 001-999, Luhn valid.
-
-    Missing values and anything that is not a 6-digit string give False.
-
-    Examples
-    --------
-    >>> check_form_ids(["100016", "100015", "10001", None]).tolist()
-    [True, False, False, False]
-    """
-    s = pd.Series(np.ravel(np.asarray(ids, dtype=object)), dtype=object)
-    text = s.where(s.isna(), s.astype(str))
-    form = text.str.fullmatch(r"[0-9]{6}").fillna(False).to_numpy(dtype=bool)
-    out = np.zeros(len(s), dtype=bool)
-    if form.any():
-        v = text[form].astype(np.int64).to_numpy()
-        payload = v // 10
-        check = v % 10
-        code = payload // 1000
-        serial = payload % 1000
-        out[form] = (_luhn_check_digit(payload) == check) & (code >= 10) & (serial >= 1)
-    return out
-
-
-def unit_code_of(ids) -> np.ndarray:
-    """The unit's 2-digit code read from form ids (int array); invalid ids raise ``ValueError``."""
-    arr = np.ravel(np.asarray(ids, dtype=object))
-    ok = check_form_ids(arr)
-    if not ok.all():
-        raise ValueError(f"invalid form id(s) (wrong length, digits or check digit): {arr[~ok][:5].tolist()}")
-    return pd.Series(arr, dtype=object).astype(str).str.slice(0, 2).astype(np.int64).to_numpy()
+check_form_ids = formids.check_form_ids
+unit_code_of = formids.unit_code_of
 
 
 def assign_form_ids(
@@ -1218,8 +1150,13 @@ def assign_form_ids(
     *,
     unit_col: str = "unit_id",
     code_col: str = "code",
+    legacy: bool | None = None,
 ) -> pd.DataFrame:
     """Add ``form_id`` (first column) to the output of :func:`select`.
+
+    ``legacy=None`` writes the 6-digit format while every unit code is 10–99 and no unit needs more
+    than 999 ids, else the current 10-digit format (:mod:`sipas_lib.formids`); both are read
+    everywhere.
 
     Serials run 001, 002, ... within each unit: the main sample first, in the sample's order,
     then the reserves in replacement order (rank 1 of every field, then rank 2, ...).
@@ -1231,7 +1168,7 @@ def assign_form_ids(
     used = codes.reindex(pd.unique(sample[unit_col]))
     if used.isna().any():
         who = ", ".join(map(str, used[used.isna()].index[:10]))
-        raise ValueError(f"unit(s) without a 2-digit code in units.csv: {who}")
+        raise ValueError(f"unit(s) without a code in units.csv: {who}")
     dup = used.duplicated(keep=False)
     if dup.any():
         who = ", ".join(map(str, used[dup].index[:10]))
@@ -1242,13 +1179,17 @@ def assign_form_ids(
         rank_col = np.zeros(len(sample), dtype=np.int64)
     g, g_labels = pd.factorize(sample[unit_col])
     serial = _grouped_rank(g, rank_col, np.arange(len(sample))) + 1
-    too_many = np.bincount(g, minlength=len(g_labels)) > MAX_SERIAL
+    counts = np.bincount(g, minlength=len(g_labels))
+    if legacy is None:  # the 6-digit format while every unit fits it, as in the 2020–2024 rounds
+        legacy = bool(used.between(10, 99).all() and counts.max(initial=0) <= MAX_SERIAL)
+    max_serial = MAX_SERIAL if legacy else formids.CURRENT_MAX_SERIAL
+    too_many = counts > max_serial
     if too_many.any():
         raise ValueError(
-            f"unit {g_labels[np.flatnonzero(too_many)[0]]} needs more than {MAX_SERIAL} form ids "
-            "(the 3-digit serial); lower its sample or reserve"
+            f"unit {g_labels[np.flatnonzero(too_many)[0]]} needs more than {max_serial} form ids "
+            "(the serial's digits); lower its sample or reserve"
         )
-    ids = make_form_ids(used.reindex(sample[unit_col]).to_numpy(), serial)
+    ids = formids.make_form_ids(used.reindex(sample[unit_col]).to_numpy(), serial, legacy=legacy)
     out = sample.copy()
     out.insert(0, "form_id", ids.astype(object))
     return out

@@ -576,13 +576,17 @@ def test_assign_form_ids(design):
         res = g[g["role"] == "reserve"].sort_values("serial")
         assert (res["serial"] > main_max).all()
         assert res["reserve_rank"].is_monotonic_increasing
-    with pytest.raises(ValueError, match="without a 2-digit code"):
+    with pytest.raises(ValueError, match="without a code"):
         sp.assign_form_ids(s, units.assign(code=[10, 11, 12, 13, 14, np.nan]))
     with pytest.raises(ValueError, match="share a code"):
         sp.assign_form_ids(s, units.assign(code=10))
     big = pd.DataFrame({"unit_id": ["S01"] * 1000, "reserve_rank": 0})
     with pytest.raises(ValueError, match="more than 999"):
-        sp.assign_form_ids(big, units)
+        sp.assign_form_ids(big, units, legacy=True)
+    # a unit needing more than 999 ids gets the current 10-digit format (sipas_lib.formids)
+    wide = sp.assign_form_ids(big, units)
+    assert (wide["form_id"].str.len() == 10).all() and sp.check_form_ids(wide["form_id"]).all()
+    assert (sp.unit_code_of(wide["form_id"]) == 10).all()
 
 
 # ------------------------------------------------------------------------------------------------
