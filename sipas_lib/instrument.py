@@ -4,10 +4,11 @@ Each form lives in ``sipas_lib/instruments/<id>.yaml`` (or any path a user gives
 form is added by adding a YAML file; :func:`load_instrument` checks it and says what is wrong,
 naming the file and the key.
 
-The YAML keys: ``id``, ``source``, ``unit_type`` (``district``, ``department`` or null),
+The YAML keys: ``id``, ``source``, ``unit_type`` (one of :data:`FORM_UNIT_TYPES` or null),
 ``title_vi``/``title_en``, ``scale`` (``min``, ``max``, ``satisfied_min``, ``labels``),
 ``elements`` (``code``, ``name_vi``, ``name_en``, optional ``condition``), ``items`` (``code``,
-``number``, ``block``, ``element``, ``text_vi``, ``text_en``, optional ``condition``),
+``number``, ``block``, ``element``, ``text_vi``, ``text_en``, optional ``condition`` and
+``adapted_from`` — the seed's wording where a form adapts it, e.g. the commune form of 2025),
 ``demographics`` (``code``, ``text_vi``, ``text_en``, ``values``) and ``personal_columns``.
 """
 
@@ -28,6 +29,10 @@ from sipas_lib.config import INSTRUMENTS_DIR
 _CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED_TOP = ("id", "source", "title_vi", "title_en", "scale", "items")
 _REQUIRED_ITEM = ("code", "number", "block", "text_vi", "text_en")
+#: Unit types a form can be written for; a form for communes also serves wards.
+FORM_UNIT_TYPES = ("department", "district", "commune")
+#: Which form a unit type answers (units registry vocabulary -> form unit type).
+FORM_OF_UNIT_TYPE = {"department": "department", "district": "district", "commune": "commune", "ward": "commune"}
 
 
 class InstrumentError(ValueError):
@@ -146,7 +151,7 @@ def _parse(doc: Any, path: Path) -> Instrument:
             raise _fail(path, f"items[{k}].element", f"{element!r} is not one of the elements {element_codes}")
         rows.append({
             "code": item["code"], "number": int(item["number"]), "block": item["block"], "element": element,
-            "text_vi": item["text_vi"], "text_en": item["text_en"],
+            "text_vi": item["text_vi"], "text_en": item["text_en"], "adapted_from": item.get("adapted_from") or None,
             "scale_min": int(item.get("scale_min", smin)), "scale_max": int(item.get("scale_max", smax)),
             "condition": item.get("condition") or (
                 next((e.get("condition") for e in elements if e["code"] == element), None)),
@@ -172,8 +177,8 @@ def _parse(doc: Any, path: Path) -> Instrument:
                           "values": {int(v): lab for v, lab in d["values"].items()},
                           "other_code": d.get("other_code"), "other_column": d.get("other_column")})
     unit_type = doc.get("unit_type")
-    if unit_type not in (None, "district", "department"):
-        raise _fail(path, "unit_type", f"expected district, department or null, got {unit_type!r}")
+    if unit_type not in (None, *FORM_UNIT_TYPES):
+        raise _fail(path, "unit_type", f"expected {', '.join(FORM_UNIT_TYPES)} or null, got {unit_type!r}")
     return Instrument(
         id=str(doc["id"]), source=str(doc["source"]), unit_type=unit_type,
         title_vi=doc["title_vi"], title_en=doc["title_en"], scale_min=smin, scale_max=smax,
@@ -217,7 +222,7 @@ def load_instrument(name_or_path: str | os.PathLike) -> Instrument:
 
 
 def instrument_for_unit_type(unit_type: str) -> Instrument:
-    """The shipped Phụ lục 5 form for ``department`` or ``district``."""
-    if unit_type not in ("department", "district"):
-        raise ValueError(f"no survey form for unit type {unit_type!r}; expected department or district")
-    return load_instrument(f"hanoi_pl5_{unit_type}")
+    """The shipped Phụ lục 5 form a unit of ``unit_type`` is rated with (wards use the commune form)."""
+    if unit_type not in FORM_OF_UNIT_TYPE:
+        raise ValueError(f"no survey form for unit type {unit_type!r}; expected one of {', '.join(FORM_OF_UNIT_TYPE)}")
+    return load_instrument(f"hanoi_pl5_{FORM_OF_UNIT_TYPE[unit_type]}")

@@ -12,7 +12,7 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "003_6cdf3fdf8
 
 
 def test_shipped_forms_have_the_seed_structure():
-    assert list_instruments() == ["hanoi_pl2_self", "hanoi_pl5_department", "hanoi_pl5_district"]
+    assert list_instruments() == ["hanoi_pl2_self", "hanoi_pl5_commune", "hanoi_pl5_department", "hanoi_pl5_district"]
     district = load_instrument("hanoi_pl5_district")
     assert district.criteria_codes == [f"c{i:02d}" for i in range(1, 19)]
     assert district.element_items() == {
@@ -36,9 +36,25 @@ def test_vietnamese_text_is_exactly_the_seed():
     seed = re.sub(r"</?i>", "", SEED.read_text(encoding="utf-8"))
     for name in list_instruments():
         inst = load_instrument(name)
-        for text in inst.items["text_vi"]:
-            # Phụ lục 2 questions are stored as "Câu N. text" exactly as printed.
-            assert text in seed, f"{name}: {text!r} is not in the seed"
+        for text, adapted_from in zip(inst.items["text_vi"], inst.items["adapted_from"]):
+            # Phụ lục 2 questions are stored as "Câu N. text" exactly as printed; a text adapted for
+            # the 2025 reform names the seed's wording it replaces, and that wording must be the seed's.
+            if isinstance(adapted_from, str):
+                assert adapted_from in seed and text != adapted_from, f"{name}: adapted {text!r}"
+            else:
+                assert text in seed, f"{name}: {text!r} is not in the seed"
+
+
+def test_commune_form_is_the_district_form_with_every_change_marked():
+    district, commune = load_instrument("hanoi_pl5_district"), load_instrument("hanoi_pl5_commune")
+    assert commune.unit_type == "commune"
+    assert instrument_for_unit_type("ward").id == instrument_for_unit_type("commune").id == "hanoi_pl5_commune"
+    assert commune.item_codes == district.item_codes and commune.element_items() == district.element_items()
+    merged = district.items.merge(commune.items, on="code", suffixes=("_d", "_c"))
+    changed = merged[merged["text_vi_d"] != merged["text_vi_c"]]
+    assert changed["code"].tolist() == ["lg2"]
+    assert (changed["adapted_from_c"] == changed["text_vi_d"]).all()
+    assert "quận" not in commune.title_vi.lower() and "xã, phường" in commune.title_vi
 
 
 def test_labels_in_both_languages():
@@ -73,7 +89,7 @@ def test_a_user_form_loads_by_path(tmp_path):
     (lambda d: d["items"].append(dict(d["items"][0])), "duplicated item codes"),
     (lambda d: d["items"][0].update(code="Q 1"), "not a valid column name"),
     (lambda d: d.update(scale={"min": 5, "max": 1}), "min < max"),
-    (lambda d: d.update(unit_type="ministry"), "expected district, department or null"),
+    (lambda d: d.update(unit_type="ministry"), "expected department, district, commune or null"),
     (lambda d: d["elements"].append({"code": "E2", "name_vi": "b", "name_en": "b"}), "E2: no item belongs"),
 ])
 def test_malformed_forms_say_what_is_wrong(tmp_path, mutate, message):
@@ -92,5 +108,5 @@ def test_broken_yaml_and_unknown_names(tmp_path):
         load_instrument(path)
     with pytest.raises(InstrumentError, match="shipped instruments are"):
         load_instrument("no_such_form")
-    with pytest.raises(ValueError, match="no survey form for unit type 'commune'"):
-        instrument_for_unit_type("commune")
+    with pytest.raises(ValueError, match="no survey form for unit type .ministry."):
+        instrument_for_unit_type("ministry")
