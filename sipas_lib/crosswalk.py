@@ -207,3 +207,58 @@ def cross_reform_change(new: pd.DataFrame, predecessors: pd.DataFrame, *, level:
                                  "withheld: predecessors cover too little of the unit")
     out["withheld"] = out["withheld"].fillna(True).astype(bool)
     return out.drop(columns=["new_unit_id"])
+
+
+def registry_crosswalk(area: pd.DataFrame, old_units: pd.DataFrame, new_units: pd.DataFrame) -> pd.DataFrame:
+    """Turn :func:`area_crosswalk` rows into registry ids (:data:`CROSSWALK_COLUMNS`, basis ``area``).
+
+    Old districts are matched to ``old_units`` by name (without diacritics), new communes to
+    ``new_units`` by their official Vietnamese name within the province: the ward mapping's commune
+    codes predate the official list of `vietnam-provinces` for about a quarter of Hà Nội's communes,
+    while the names agree one to one. An old district or a new commune the registry lacks is an error.
+    """
+    old_by_name = {_key(n): u for n, u in zip(old_units["name_vi"], old_units["unit_id"])}
+    missing = sorted({d for d in area["old_district"] if _key(d) not in old_by_name})
+    if missing:
+        raise ValueError(f"crosswalk: old district(s) not in the old units registry: {', '.join(missing)}")
+    new_by_name = dict(zip(new_units["name_vi"], new_units["unit_id"]))
+    absent = sorted({c for c in area["new_commune"] if c not in new_by_name})
+    if absent:
+        raise ValueError(f"crosswalk: commune(s) not in the new units registry: {', '.join(absent[:10])}")
+    out = pd.DataFrame({
+        "old_unit_id": [old_by_name[_key(d)] for d in area["old_district"]],
+        "new_unit_id": [new_by_name[c] for c in area["new_commune"]],
+        "share_of_old": area["share_of_old"].to_numpy(),
+        "share_of_new": area["share_of_new"].to_numpy(),
+        "basis": "area",
+    })
+    return validate_crosswalk(out)
+
+
+def province_crosswalk() -> pd.DataFrame:
+    """The 63 pre-2025 provinces -> the 34 provinces (merged whole): ``old_province, new_unit_id``.
+
+    ``old_province`` is the ASCII name used in ``data/published`` (``"Ha Noi"``, ``"Ho Chi Minh City"``);
+    every old province goes whole to one new one (``share_of_old`` 1), so a combined figure of a new
+    province's predecessors needs a weight the caller states (e.g. population), never an implicit one.
+    """
+    from sipas_lib.official_units import ascii_name, province_code
+
+    mapping = json.loads((_vau_data() / "converter_2025.json").read_text(encoding="utf-8"))["DICT_PROVINCE"]
+    con = sqlite3.connect(_vau_data() / "dataset.db")
+    try:
+        names = dict(con.execute("select distinct provinceKey, province from admin_units_legacy").fetchall())
+        new_names = dict(con.execute("select distinct provinceKey, province from admin_units").fetchall())
+    finally:
+        con.close()
+    rows = []
+    for new_key, old_keys in mapping.items():
+        new_id = f"P{province_code(new_names[new_key]):02d}"
+        for old_key in old_keys:
+            bare = names[old_key]
+            for prefix in ("Thành phố ", "Tỉnh "):
+                bare = bare.removeprefix(prefix)
+            label = ascii_name(bare).replace("Ba Ria Vung Tau", "Ba Ria - Vung Tau")
+            rows.append({"old_province": "Ho Chi Minh City" if label == "Ho Chi Minh" else label,
+                         "new_unit_id": new_id, "share_of_old": 1.0})
+    return pd.DataFrame(rows).sort_values(["new_unit_id", "old_province"]).reset_index(drop=True)

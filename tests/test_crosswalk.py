@@ -73,3 +73,24 @@ def test_ha_noi_area_crosswalk_covers_every_old_district_and_new_commune():
     # Phường Hoàn Kiếm (00070) was formed from wards of Hoàn Kiếm district (and a sliver of Ba Đình)
     hk = x[x["new_code"] == 70].set_index("old_district")["share_of_new"]
     assert hk.idxmax() == "Quận Hoàn Kiếm"
+
+
+def test_shipped_ha_noi_crosswalk_is_what_the_mapping_gives():
+    pytest.importorskip("vietnamadminunits")
+    from sipas_lib import config, official_units
+
+    shipped = cw.validate_crosswalk(pd.read_csv(config.PACKAGE_DIR / "registry" / "hanoi_crosswalk_2025.csv"))
+    old = pd.read_csv(config.PACKAGE_DIR / "registry" / "hanoi_units.csv")
+    rebuilt = cw.registry_crosswalk(cw.area_crosswalk("Hà Nội"), old[old["unit_type"] == "district"],
+                                    official_units.communes("Hà Nội"))
+    pd.testing.assert_frame_equal(shipped, rebuilt, check_exact=False, rtol=1e-10)
+    assert shipped["old_unit_id"].nunique() == 30 and shipped["new_unit_id"].nunique() == 126
+
+
+def test_every_old_province_goes_whole_to_one_of_34():
+    pytest.importorskip("vietnamadminunits")
+    p = cw.province_crosswalk()
+    assert len(p) == 63 and p["old_province"].is_unique and p["new_unit_id"].nunique() == 34
+    assert (p["share_of_old"] == 1).all()
+    published = pd.read_csv(__import__("sipas_lib").config.PUBLISHED_DIR / "sipas_provincial_partial.csv")
+    assert set(published["province"]) <= set(p["old_province"])  # every published province maps
