@@ -35,8 +35,8 @@ report-en: ## The same reports in English
 test: $(STAMP) ## Run the whole test suite (unit, parity, simulation and notebook tiers)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test-fast: $(STAMP) ## Unit tests only (skips the notebook tier)
-	$(BIN)/python -m pytest -n 2 -q -m "not notebooks"
+test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation (under a minute)
+	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation"
 
 bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -9,6 +9,7 @@ A run folder (``reports/<run>/``) holds the executed notebooks (``notebooks/``),
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +96,41 @@ def run_paths(data_dir: str | os.PathLike | None = None, run_dir: str | os.PathL
     data = Path(data_dir) if data_dir else DEMO_DIR
     run = Path(run_dir) if run_dir else REPORTS_DIR / "interactive"
     return RunPaths(data_dir=data.resolve(), run_dir=run.resolve()).ensure()
+
+
+_RUN_NAME = re.compile(r"[\w.-]+")
+
+
+def check_run_name(name: str) -> str:
+    """Return ``name`` if it is one plain folder name for a run under ``reports/``.
+
+    A run name is made of letters, digits, ``.``, ``_`` and ``-`` (e.g. ``2025-final``); it is not
+    ``.`` or ``..`` and holds no ``/`` or ``\\``, so a run is always written into a folder of its own
+    and never over the repository, the notebooks or anything outside ``reports/``.
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong with the name.
+
+    Examples
+    --------
+    >>> check_run_name("2025-final")
+    '2025-final'
+    >>> check_run_name("../x")
+    Traceback (most recent call last):
+    ...
+    ValueError: run name '../x' is a path, not a folder name: give one name such as 2025-final (letters, digits, '.', '_', '-'); the run is written under reports/
+    """
+    hint = "give one name such as 2025-final (letters, digits, '.', '_', '-'); the run is written under reports/"
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"run name is empty: {hint}")
+    if "/" in name or "\\" in name or os.path.isabs(name):
+        raise ValueError(f"run name {name!r} is a path, not a folder name: {hint}")
+    if name in (".", ".."):
+        raise ValueError(f"run name {name!r} is not a folder of its own: {hint}")
+    if not _RUN_NAME.fullmatch(name):
+        bad = sorted({ch for ch in name if not _RUN_NAME.fullmatch(ch)})
+        raise ValueError(f"run name {name!r} has characters {' '.join(repr(c) for c in bad)} that a run name "
+                         f"may not hold: {hint}")
+    return name

@@ -25,7 +25,10 @@ weighted total :math:`\\sum_i w_i z_i`, computed by ``sipas_lib.estimation.total
 (strata, clusters, fpc, calibration and replicate weights handled there; this module has no
 variance code of its own). Cross-unit covariances of the overall index (for the ranking) come from
 the same function. ``deff`` = design variance / variance under simple random sampling of the same
-number of respondents; CIs are normal, ``estimate +- z se``, clipped to the scale.
+number of respondents drawn without replacement from the domain's estimated size (R ``survey``'s
+``deff=TRUE``, as :mod:`sipas_lib.estimation`); CIs are normal, ``estimate +- z se``, clipped to the
+scale. Below the publication minimum, or where the SE is zero, :func:`small_sample_intervals`
+replaces them by Wilson score intervals on the effective sample size.
 
 Result tables (column names are a contract: the annual report and scorecards read them)
 -----------------------------------------------------------------------------------------
@@ -33,8 +36,9 @@ Result tables (column names are a contract: the annual report and scorecards rea
     ``<by columns>, level (item|element|overall), code, estimate, se, ci_low, ci_high, n, deff,
     n_eff, measure, rule`` (+ ``unit_type`` when grouping by ``unit_id``). For items ``code`` is
     the item code (c01.., lg1..), for elements E1..E5, for the overall index ``SIPAS``. Shares are
-    0-1 (``measure == "share"``). ``deff`` compares with simple random sampling *with*
-    replacement of the same respondents. Stage 50 adds ``publishable`` (the unit has at least
+    0-1 (``measure == "share"``). ``deff`` compares with simple random sampling *without*
+    replacement of the same number of respondents (R ``survey``'s ``deff=TRUE``). Stage 50 adds
+    ``ci_method`` (:func:`small_sample_intervals`) and ``publishable`` (the unit has at least
     ``min_n`` respondents, default 30) and drops rows with ``n == 0`` (e.g. lg items of departments).
 ``city_indices`` / ``city_indices.parquet``: ``scope`` (department|district|all) + the columns above.
 ``breakdowns`` / ``breakdowns.parquet``: ``variable, group`` + the columns above.
@@ -80,6 +84,9 @@ __all__ = [
     "breakdowns",
     "overall_covariance",
     "year_on_year",
+    "score_interval",
+    "small_sample_intervals",
+    "YOY_REASONS",
     "track_targets",
     "improvement_priorities",
     "key_drivers",
@@ -325,12 +332,7 @@ def _core(data, w, instrument, by, rule, measure, items) -> _Core:
     n_all = np.column_stack([cnt, n_e, n_o])
     support = np.column_stack([answered, ans_e, ans_any]) & ok[:, None]
 
-    # variance under simple random sampling of the same respondents: W * sum(w z^2) / n
-    wsup = np.zeros((G, z.shape[1]))
-    wz2 = np.zeros((G, z.shape[1]))
-    np.add.at(wsup, gg, support * w[:, None])
-    np.add.at(wz2, gg, support * w[:, None] * z**2)
-    srs = np.divide(wsup * wz2, n_all, out=np.full_like(wz2, np.nan), where=n_all > 0)
+    srs = _srs_variance(z, w, support, gg, n_all)
 
     return _Core(
         groups=groups,
@@ -342,6 +344,33 @@ def _core(data, w, instrument, by, rule, measure, items) -> _Core:
         g=np.where(ok, g, -1),
         srs_var=srs,
     )
+
+
+def _srs_variance(z: np.ndarray, w: np.ndarray, support: np.ndarray, gg: np.ndarray,
+                  n: np.ndarray) -> np.ndarray:
+    r"""Variance of each index under simple random sampling WITHOUT replacement (R ``survey``'s deff).
+
+    With :math:`u_i = W z_i` the linearized variable on the scale of the index (:math:`x_i - p`
+    for a criterion; weighted sums of :math:`z` over the support are zero, so :math:`u` is
+    centred), :math:`W = \sum_{i \in s} w_i` the estimated domain size and n the respondents:
+
+    .. math:: s^2 = \frac{\sum_s w_i u_i^2}{W}\,\frac{n}{n-1},\qquad
+              V_{srs} = \frac{s^2}{n}\Big(1 - \frac{n}{W}\Big) = \frac{W-n}{n-1}\sum_s w_i z_i^2 .
+
+    This is ``svymean(..., deff=TRUE)`` for a criterion (the same number as
+    :func:`sipas_lib.estimation.mean` on the 0/1 item) and ``svyratio``'s deff of the linearized
+    variable for element and overall indices (as :func:`sipas_lib.estimation.ratio`): one
+    definition of ``deff`` across the library. NaN when :math:`W < n` (weights below 1, no
+    population to sample from without replacement) or n < 2.
+    """
+    G = n.shape[0]
+    wz2 = np.zeros((G, z.shape[1]))
+    wsup = np.zeros((G, z.shape[1]))
+    np.add.at(wsup, gg, support * w[:, None])
+    np.add.at(wz2, gg, support * w[:, None] * z**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        srs = (wsup - n) / (n - 1) * wz2
+    return np.where((n > 1) & (wsup >= n), srs, np.nan)
 
 
 def _tidy(core: _Core, var: np.ndarray, by: Sequence[str], level: float, measure: str, rule: str,
@@ -514,6 +543,98 @@ def breakdowns(
 # ----------------------------------------------------------------------------------------------
 # year on year, targets, priorities
 # ----------------------------------------------------------------------------------------------
+#: Why ``year_on_year`` gives no significance verdict for a row (``reason`` column).
+YOY_REASONS = {
+    "below_min_n": "fewer respondents than the publication minimum in one of the two years",
+    "se_zero_or_undefined": "a standard error is zero or missing in one of the two years",
+}
+
+#: How the interval of an index row was computed (``ci_method`` column).
+CI_METHODS = ("normal", "wilson")
+
+
+def _effective_n(n: np.ndarray, deff: np.ndarray | None) -> np.ndarray:
+    """n / deff where the design effect is a positive number, else n (deff undefined at SE 0)."""
+    n = np.asarray(n, dtype=float)
+    if deff is None:
+        return n
+    deff = np.asarray(deff, dtype=float)
+    ok = np.isfinite(deff) & (deff > 0)
+    return np.where(ok, n / np.where(ok, deff, 1.0), n)
+
+
+def score_interval(estimate, n_eff, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    r"""Wilson score interval of a share on an effective sample size (vectorized).
+
+    .. math:: \frac{\hat p + \frac{z^2}{2n^*} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n^*} +
+              \frac{z^2}{4n^{*2}}}}{1 + z^2/n^*},\qquad z = \Phi^{-1}\big(\tfrac{1+\text{level}}{2}\big)
+
+    the formula of :func:`sipas_lib.estimation.proportion` (``method="wilson"``) with the normal
+    quantile. Unlike the normal interval it stays inside [0, 1] and keeps a positive width when
+    :math:`\hat p` is 0 or 1: at :math:`\hat p = 1` the lower limit is :math:`n^*/(n^* + z^2)`
+    (0.34 for two respondents at 95 %). NaN where the estimate or :math:`n^* > 0` is missing.
+
+    Reference: Wilson, E. B. (1927). Probable inference, the law of succession, and statistical
+    inference. *JASA* 22, 209-212; Kish (1965) for the effective sample size n / deff.
+
+    Examples
+    --------
+    >>> lo, hi = score_interval([1.0], [2.0])
+    >>> round(float(lo[0]), 3), float(hi[0])
+    (0.342, 1.0)
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    p = np.asarray(estimate, dtype=float)
+    n = np.asarray(n_eff, dtype=float)
+    z = stats.norm.ppf((1 + level) / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(n > 0, n, np.nan)
+        centre = p + z**2 / (2 * n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+        scale = 1 + z**2 / n
+        lo, hi = (centre - half) / scale, (centre + half) / scale
+    return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+
+
+def small_sample_intervals(table: pd.DataFrame, *, level: float = 0.95, min_n: int = 30) -> pd.DataFrame:
+    """Replace normal intervals that claim too much by Wilson score intervals.
+
+    A normal interval ``estimate +- z se`` of a share collapses to a point when everybody (or
+    nobody) is satisfied: one respondent would read "100 % (95 % CI 100-100 %)". For every share
+    row with fewer than ``min_n`` respondents (the publication minimum) or a standard error that
+    is zero or missing, ``ci_low``/``ci_high`` become the Wilson score interval
+    (:func:`score_interval`) on the effective sample size ``n / deff`` (``n`` where the design
+    effect is undefined, i.e. SE 0). Other rows keep their design-based normal interval. Adds
+    ``ci_method`` (``normal`` | ``wilson``). Mean-score rows (``measure == "mean_score"``) are
+    left as they are.
+
+    Parameters
+    ----------
+    table
+        A :func:`satisfaction_indices`-shaped table: ``estimate, se, ci_low, ci_high, n``
+        (``deff`` and ``measure`` used when present).
+    level
+        Confidence level of the intervals.
+    min_n
+        Publication minimum (``common.min_publish_n``).
+    """
+    need = [c for c in ("estimate", "se", "ci_low", "ci_high", "n") if c not in table.columns]
+    if need:
+        raise ValueError(f"index table lacks column(s) {need}")
+    out = table.copy()
+    se = out["se"].to_numpy(float)
+    share = out["measure"].eq("share").to_numpy() if "measure" in out.columns else np.ones(len(out), bool)
+    weak = share & out["estimate"].notna().to_numpy() & (
+        (out["n"].to_numpy(float) < min_n) | ~(np.nan_to_num(se, nan=0.0) > 0))
+    deff = out["deff"].to_numpy(float) if "deff" in out.columns else None
+    lo, hi = score_interval(out["estimate"].to_numpy(float), _effective_n(out["n"].to_numpy(float), deff), level)
+    out["ci_low"] = np.where(weak, lo, out["ci_low"].to_numpy(float))
+    out["ci_high"] = np.where(weak, hi, out["ci_high"].to_numpy(float))
+    out["ci_method"] = np.where(weak, "wilson", "normal")
+    return out
+
+
 def year_on_year(
     current: pd.DataFrame,
     previous: pd.DataFrame,
@@ -523,14 +644,35 @@ def year_on_year(
     se: str = "se",
     rank: str | None = "rank",
     level: float = 0.95,
+    min_n: int = 0,
 ) -> pd.DataFrame:
     r"""Changes from an earlier year's result table, with CIs and significance.
 
     :math:`\Delta = \hat p_t - \hat p_{t-1}`, :math:`se(\Delta) = \sqrt{se_t^2 + se_{t-1}^2}` (the
     two years are independent samples), normal CI and two-sided p-value; ``significant`` when
-    the CI excludes 0 (NaN when an SE is missing, e.g. published figures without SEs). If both
-    tables carry ``rank``, ``rank_change = rank_prev - rank`` (positive = moved up, as the press
-    reports "+19 bậc"). Only keys present in both years are returned (inner join).
+    the CI excludes 0. If both tables carry ``rank``, ``rank_change = rank_prev - rank``
+    (positive = moved up, as the press reports "+19 bậc"). Only keys present in both years are
+    returned (inner join).
+
+    Small samples never produce a confident claim. ``significant`` is missing (``<NA>``), with
+    ``reason`` saying why (:data:`YOY_REASONS`), when
+
+    * ``below_min_n``: both tables carry ``n`` and either year has fewer than ``min_n``
+      respondents (``common.min_publish_n``); or
+    * ``se_zero_or_undefined``: either year's SE is zero or missing (everybody satisfied, one
+      respondent, or published figures without SEs).
+
+    For those rows ``z`` and ``p_value`` are missing too, and when both tables carry ``n`` the
+    interval of the change is Newcombe's hybrid score interval (method 10) built from each
+    year's Wilson interval on its effective sample size ``n / deff`` (``n`` where deff is
+    undefined; :func:`score_interval`), so it keeps a sensible width at 0 % and 100 %:
+    :math:`[\Delta - \sqrt{(\hat p_t - l_t)^2 + (u_{t-1} - \hat p_{t-1})^2},\;
+    \Delta + \sqrt{(u_t - \hat p_t)^2 + (\hat p_{t-1} - l_{t-1})^2}]`. Without ``n`` it is the
+    normal interval (missing when an SE is). ``n_prev``/``n`` are returned when both tables
+    carry ``n``.
+
+    Reference: Newcombe, R. G. (1998). Interval estimation for the difference between independent
+    proportions: comparison of eleven methods. *Statistics in Medicine* 17, 873-890.
     """
     keys = list(keys)
     for name, df in (("current", current), ("previous", previous)):
@@ -545,6 +687,10 @@ def year_on_year(
     if use_rank:
         cols.append(rank)
         pcols.append(rank)
+    use_n = "n" in current.columns and "n" in previous.columns
+    if use_n:
+        cols += ["n"] + (["deff"] if "deff" in current.columns else [])
+        pcols += ["n"] + (["deff"] if "deff" in previous.columns else [])
     m = current[cols].merge(previous[pcols], on=keys, how="inner", suffixes=("", "_prev"))
     if se not in m.columns:
         m[se] = np.nan
@@ -569,9 +715,30 @@ def year_on_year(
     out["change_ci_high"] = change + zq * cse
     out["z"] = zval
     out["p_value"] = pval
+    se_bad = ~(np.nan_to_num(out["se"].to_numpy(float), nan=0.0) > 0) | \
+        ~(np.nan_to_num(out["se_prev"].to_numpy(float), nan=0.0) > 0)
+    small = np.zeros(len(out), dtype=bool)
+    if use_n:
+        n_cur, n_prev = m["n"].to_numpy(float), m["n_prev"].to_numpy(float)
+        out.insert(len(keys), "n_prev", m["n_prev"].to_numpy())
+        out.insert(len(keys) + 3, "n", m["n"].to_numpy())
+        small = (n_cur < min_n) | (n_prev < min_n)
+        weak = small | se_bad
+        if weak.any():
+            # Newcombe's hybrid score interval from the two years' Wilson intervals
+            l1, u1 = score_interval(cur, _effective_n(n_cur, m["deff"].to_numpy(float) if "deff" in m else None), level)
+            l0, u0 = score_interval(prev, _effective_n(n_prev, m["deff_prev"].to_numpy(float) if "deff_prev" in m else None), level)
+            lo = change - np.sqrt((cur - l1) ** 2 + (u0 - prev) ** 2)
+            hi = change + np.sqrt((u1 - cur) ** 2 + (prev - l0) ** 2)
+            out["change_ci_low"] = np.where(weak, lo, out["change_ci_low"])
+            out["change_ci_high"] = np.where(weak, hi, out["change_ci_high"])
+    no_verdict = small | se_bad
+    out.loc[no_verdict, ["z", "p_value"]] = np.nan
     sig = pd.array(np.abs(zval) > zq, dtype="boolean")
-    sig[np.isnan(zval)] = pd.NA
+    sig[no_verdict | np.isnan(zval)] = pd.NA
     out["significant"] = sig
+    reason = np.where(small, "below_min_n", np.where(se_bad, "se_zero_or_undefined", None))
+    out["reason"] = pd.array(reason, dtype="string")
     if use_rank:
         r_prev = pd.to_numeric(m[f"{rank}_prev"], errors="coerce").astype("Float64")
         r_cur = pd.to_numeric(m[rank], errors="coerce").astype("Float64")

@@ -38,8 +38,8 @@ intake does not know are dropped; they never appear in the accepted or quarantin
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import os
 import re
 import unicodedata
@@ -54,6 +54,7 @@ import pandas as pd
 from sipas_lib.instrument import Instrument, instrument_for_unit_type, load_instrument
 from sipas_lib.sampling import check_form_ids
 from sipas_lib.config import FIELDS, SURVEY_MODES
+from sipas_lib.spreadsheet import write_csv
 from sipas_lib.texts import load_texts
 from sipas_lib.units import load_units, validate_units
 
@@ -194,13 +195,135 @@ class IntakeResult:
     summary
         ``source_file, unit_id, received, accepted, quarantined`` with received = accepted + quarantined.
     notes
-        File-level remarks that did not stop intake (e.g. columns dropped because unknown).
+        File-level remarks that did not stop intake (columns dropped because unknown, rows that
+        are not questionnaires, survey dates set aside, which sheet and header row were read).
+    ignored
+        One row per spreadsheet row that is not a questionnaire and was not counted as received:
+        ``source_file, source_row, rule, reason, reason_vi`` (rules in :data:`IGNORED_RULES`: a
+        total row, or a row with no form id and no answer, e.g. a pre-numbered empty template).
+    date_problems
+        One row per record whose survey date was set to missing while its answers were kept:
+        ``source_file, source_row, form_id, unit_id, rule, reason, reason_vi`` (rules in
+        :data:`DATE_RULES`: outside the survey's year, or ambiguous day/month). These records are
+        in ``accepted`` (or in ``quarantine`` for another reason) with ``survey_date`` missing, so
+        they never stretch the fieldwork period.
+    sources
+        One row per file read: ``source_file, sheet, header_row, rows_read, ignored_rows,
+        received`` (``sheet`` is empty for CSV/Parquet; ``rows_read`` = ``ignored_rows`` + ``received``).
     """
 
     accepted: pd.DataFrame
     quarantine: pd.DataFrame
     summary: pd.DataFrame
     notes: tuple[str, ...] = field(default=())
+    ignored: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IGNORED_COLUMNS))
+    date_problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DATE_PROBLEM_COLUMNS))
+    sources: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SOURCE_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# Text columns as codes: every check runs once per distinct value, then is spread to the rows
+# --------------------------------------------------------------------------------------------
+
+def _normalize_codes(codes: np.ndarray, values: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """Normalize the distinct values of a coded text column (strip; '' -> missing; Excel's '3.0' -> '3').
+
+    ``codes`` index ``values`` (-1 = missing). Returns new codes (the same array when nothing
+    changes) and distinct values, still coded.
+    """
+    values = np.asarray(values, dtype=object)
+    text = pd.Series(values, dtype=object).map(str, na_action="ignore")
+    text = text.str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    text = text.where(text != "")
+    if text.notna().all() and text.is_unique and (text.to_numpy(dtype=object) == values).all():
+        return codes, values  # already normalized (e.g. read by read_table): no copy of the codes
+    new_codes, uniques = pd.factorize(text.to_numpy(dtype=object), use_na_sentinel=True)
+    remap = np.append(new_codes, -1).astype(np.int32)  # old code -1 (missing) indexes the appended -1
+    return remap[codes], np.asarray(uniques, dtype=object)
+
+
+def _coded(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A text column as (codes, distinct normalized values); works on categorical and plain columns."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return _normalize_codes(series.cat.codes.to_numpy(), series.cat.categories.to_numpy(dtype=object))
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return _normalize_codes(codes.astype(np.int32), np.asarray(uniques, dtype=object))
+
+
+def _categorical(codes: np.ndarray, values: np.ndarray) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=pd.Index(values, dtype=object).astype("str"))
+
+
+def _spread(per_value: np.ndarray, codes: np.ndarray, fill: object) -> np.ndarray:
+    """Values per row from values per distinct value (``fill`` where the cell is missing)."""
+    per_value = np.asarray(per_value)
+    out = np.empty(len(per_value) + 1, dtype=per_value.dtype)
+    out[:-1] = per_value
+    out[-1] = fill
+    return out[codes]
+
+
+# --------------------------------------------------------------------------------------------
+# Personal data: a wrong value is described by its kind; only values that cannot identify anyone
+# (short numbers, short codes, dates) are shown
+# --------------------------------------------------------------------------------------------
+
+_SHORT_NUMBER = re.compile(r"[+-]?\d{1,4}(?:[.,]\d{1,3})?")
+_SHORT_CODE = re.compile(r"[A-Za-z]{0,3}\d{1,8}[A-Za-z0-9]{0,4}")
+_DATE_SHAPE = re.compile(r"\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
+
+#: Kind of a value that is not shown: (en, vi).
+VALUE_KINDS: dict[str, tuple[str, str]] = {
+    "phone": ("what looks like a phone number (not shown)", "giá trị giống số điện thoại (không hiển thị)"),
+    "email": ("what looks like an e-mail address (not shown)", "giá trị giống địa chỉ thư điện tử (không hiển thị)"),
+    "long_number": ("a long number (not shown)", "một số dài (không hiển thị)"),
+    "text": ("text (not shown)", "chữ (không hiển thị)"),
+    "formula": ("a spreadsheet formula (not shown)", "một công thức bảng tính (không hiển thị)"),
+}
+
+
+def _value_kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each distinct value: ``shown`` (the value quoted, or ``""``), its kind in English and Vietnamese.
+
+    A value is shown only when it cannot identify a person: a short number (``'7'``, ``'3.5'``),
+    a short code (``'S99'``, ``'1000160'``) or a date. Anything else is described by its kind
+    (phone number, e-mail address, long number, text) and never echoed, because a wrong value in
+    an answer cell is often personal data typed into the wrong column.
+    """
+    from sipas_lib.privacy import EMAIL_PATTERN, PHONE_PATTERN
+
+    shown = np.empty(len(values), dtype=object)
+    kind_en = np.empty(len(values), dtype=object)
+    kind_vi = np.empty(len(values), dtype=object)
+    for k, raw in enumerate(values):
+        v = str(raw)
+        safe = (_SHORT_NUMBER.fullmatch(v) or _SHORT_CODE.fullmatch(v) or _DATE_SHAPE.fullmatch(v)) \
+            and len(v) <= 19 and not v.startswith(("+", "-"))
+        if safe:
+            shown[k], kind_en[k], kind_vi[k] = f"'{v}'", f"'{v}'", f"'{v}'"
+            continue
+        if v.startswith(("=", "+", "-", "@")) and len(v) > 1 and not _SHORT_NUMBER.fullmatch(v):
+            kind = "formula"
+        elif EMAIL_PATTERN.search(v):
+            kind = "email"
+        elif PHONE_PATTERN.search(v):
+            kind = "phone"
+        elif re.fullmatch(r"[\d .,\-+()]+", v) and sum(c.isdigit() for c in v) > 4:
+            kind = "long_number"
+        elif v.startswith(("+", "-")) and _SHORT_NUMBER.fullmatch(v):
+            shown[k], kind_en[k], kind_vi[k] = f"'{v}'", f"'{v}'", f"'{v}'"
+            continue
+        else:
+            kind = "text"
+        shown[k] = ""
+        kind_en[k], kind_vi[k] = VALUE_KINDS[kind]
+    return shown, kind_en, kind_vi
+
+
+def _example(values: pd.Series | np.ndarray) -> str:
+    """One offending value for a file-level message: the value if harmless, else its kind."""
+    first = np.asarray([str(np.asarray(values, dtype=object)[0])], dtype=object)
+    return _value_kinds(first)[1][0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +354,19 @@ def _norm_key(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[\-–—,/;_.()]", " ", t)).strip()
 
 
+def _norm_array(values: np.ndarray) -> np.ndarray:
+    """:func:`_norm_key` over distinct values (object array)."""
+    return np.array([_norm_key(v) for v in values], dtype=object)
+
+
+def _header_lookup(column_map: Mapping[str, str] | None = None) -> dict[str, str]:
+    canonical = set(VIETNAMESE_HEADERS.values()) | set(HEADER_ALIASES.values())
+    lookup = {normalize_header(c): c for c in canonical}
+    for table in (HEADER_ALIASES, VIETNAMESE_HEADERS, dict(column_map or {})):
+        lookup.update({normalize_header(k): v for k, v in table.items()})
+    return lookup
+
+
 def map_columns(columns: Iterable[object], column_map: Mapping[str, str] | None = None) -> dict[str, str]:
     """Map file headers to canonical column names.
 
@@ -244,10 +380,7 @@ def map_columns(columns: Iterable[object], column_map: Mapping[str, str] | None 
     dict
         original header -> canonical name.
     """
-    canonical = set(VIETNAMESE_HEADERS.values()) | set(HEADER_ALIASES.values())
-    lookup = {normalize_header(c): c for c in canonical}
-    for table in (HEADER_ALIASES, VIETNAMESE_HEADERS, dict(column_map or {})):
-        lookup.update({normalize_header(k): v for k, v in table.items()})
+    lookup = _header_lookup(column_map)
     return {col: lookup.get(normalize_header(col), str(col)) for col in columns}
 
 
@@ -264,32 +397,132 @@ def _check_path(path: Path) -> None:
         raise IntakeError(f"{path}: the file is empty (0 bytes); expected a header row and one row per questionnaire")
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:  # read-only
-            text = fh.read()
-    except UnicodeDecodeError as exc:
-        with open(path, "rb") as fh:
-            line = fh.read(exc.start).count(b"\n") + 1
-        raise IntakeError(f"{path}: row {line}: not UTF-8 text (byte {exc.start}); save the file as "
-                          "'CSV UTF-8' so Vietnamese letters are kept") from exc
-    if not text.strip():
-        raise IntakeError(f"{path}: the file is empty (only blank lines); expected a header row and records")
-    first = text.splitlines()[0]
-    sep = max((",", ";", "\t"), key=first.count)
-    try:
-        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                            skip_blank_lines=False, quoting=csv.QUOTE_MINIMAL)
-    except pd.errors.ParserError as exc:
-        hit = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if hit:
-            raise IntakeError(f"{path}: row {hit.group(2)}: has {hit.group(3)} cells but the header has "
-                              f"{hit.group(1)} columns (separator {sep!r} inside a value without quotes?)") from exc
-        raise IntakeError(f"{path}: cannot be read as CSV: {exc}") from exc
-    return table
+class _StrictReaderNeeded(Exception):
+    """The fast CSV path met something only the strict reader (:func:`sipas_lib.inputs.read_delimited`) handles."""
 
 
-def _read_xlsx(path: Path, sheet: str | int | None) -> pd.DataFrame:
+_CHUNK = 1 << 20
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a response CSV: (columns as coded text, spreadsheet row number of each record).
+
+    One reader for every CSV of a year: :func:`sipas_lib.inputs.read_delimited` (UTF-8 only,
+    separator detection, a message naming the row for every problem). Because that reader holds
+    every cell as a Python string (about 20x the file), a large well-formed file takes a fast path
+    with the same rules: the file is checked to be UTF-8 in 1 MB pieces, the separator detected by
+    the strict reader's own function, then parsed by Arrow in 1 MB blocks, each column stored as a
+    dictionary of distinct values (peak about 3x the file). Anything the fast path does not handle
+    exactly (a header with spaces, blanks or repeats; a line break inside a quoted value; a ragged
+    row; not UTF-8) goes to the strict reader, whose message is the one raised.
+    """
+    from sipas_lib import inputs
+
+    try:
+        return _read_csv_fast(path, inputs)
+    except _StrictReaderNeeded:
+        pass
+    try:
+        table = inputs.read_delimited(path)
+    except inputs.InputError as exc:
+        raise IntakeError(str(exc)) from None
+    rows = table.index.to_numpy(dtype=np.int64)
+    return table.reset_index(drop=True), rows
+
+
+def _read_csv_fast(path: Path, inputs) -> tuple[pd.DataFrame, np.ndarray]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines, head, last = 0, b"", b""
+    with open(path, "rb") as fh:  # read-only; checks UTF-8 and counts lines without holding the file
+        while chunk := fh.read(_CHUNK):
+            if len(head) < 65536:
+                head += chunk[:65536]
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                raise _StrictReaderNeeded from None
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise _StrictReaderNeeded from None
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8):]
+    if b"\x00" in head or not head.strip():
+        raise _StrictReaderNeeded
+    text = head.decode("utf-8", errors="ignore")
+    lines = text.splitlines()
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the piece may stop inside a line
+    if not lines or not lines[0].strip():
+        raise _StrictReaderNeeded
+    sep = inputs._detect_separator(path, "\n".join(lines), None)
+    header = next(csv.reader([lines[0]], delimiter=sep))
+    if any(h != h.strip() or not h for h in header) or len(set(header)) != len(header):
+        raise _StrictReaderNeeded
+    records = 0
+    columns: dict[str, list] = {h: [] for h in header}
+
+    def ragged(row) -> str:
+        return "error"  # the strict reader names the row (the parser's message would echo its content)
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=_CHUNK, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=sep, ignore_empty_lines=False, newlines_in_values=True,
+                                             invalid_row_handler=ragged),
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+        for batch in reader:
+            records += batch.num_rows
+            for name, column in zip(batch.schema.names, batch.columns):
+                columns[name].append(column.dictionary_encode())
+    except (pa.ArrowInvalid, _StrictReaderNeeded):
+        raise _StrictReaderNeeded from None
+    lines_in_file = newlines + (0 if last in (b"\n", b"") else 1)
+    if records + 1 != lines_in_file:  # a quoted value spans lines: record != line, let the strict reader count
+        raise _StrictReaderNeeded
+    out = {}
+    for name in header:
+        chunked = pa.chunked_array(columns.pop(name), type=pa.dictionary(pa.int32(), pa.string()))
+        frame_col = chunked.unify_dictionaries().combine_chunks() if chunked.num_chunks else None
+        if frame_col is None:
+            out[name] = pd.Categorical.from_codes(np.zeros(0, dtype=np.int8), categories=pd.Index([], dtype="str"))
+            continue
+        codes = frame_col.indices.to_numpy(zero_copy_only=False)
+        cats = np.asarray(frame_col.dictionary.to_pylist(), dtype=object)
+        out[name] = _categorical(*_normalize_codes(codes, cats))
+    table = pd.DataFrame(out)
+    pa.default_memory_pool().release_unused()  # the parser's blocks: give them back before validation
+    return table, np.arange(2, records + 2, dtype=np.int64)
+
+
+def _header_score(row: Sequence[object], lookup: Mapping[str, str]) -> int:
+    """How many cells of a row are known headers (Vietnamese, alias or canonical)."""
+    return sum(1 for v in row if v is not None and normalize_header(v) in lookup)
+
+
+#: A header row has at least this many known headers.
+_MIN_HEADER_HITS = 3
+#: Rows searched for the header at the top of each sheet.
+_HEADER_SEARCH_ROWS = 30
+
+
+def _read_xlsx(path: Path, sheet: str | int | None, header_row: int | None,
+               column_map: Mapping[str, str] | None) -> tuple[pd.DataFrame, np.ndarray, str, int]:
+    """Read the data sheet of a workbook: (table, row numbers, sheet name, header row).
+
+    Without ``sheet`` the data sheet is the one whose top rows hold the most known headers (an
+    instructions sheet first in the workbook is skipped); without ``header_row`` the header is the
+    first of the top :data:`_HEADER_SEARCH_ROWS` rows with the most known headers (title rows above
+    it are skipped). Answer cells that hold a formula whose value was never calculated and saved
+    raise :class:`IntakeError` naming the cells: they are not blank answers.
+    """
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -298,23 +531,42 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> pd.DataFrame:
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
         raise IntakeError(f"{path}: not a valid .xlsx file ({type(exc).__name__}: {exc}); open it in Excel "
                           "and save it again as 'Excel Workbook (.xlsx)' or as 'CSV UTF-8'") from exc
+    lookup = _header_lookup(column_map)
     try:
         names = wb.sheetnames
         if sheet is None:
-            ws = wb.worksheets[0]
+            candidates = list(range(len(names)))
         elif isinstance(sheet, int):
             if not 0 <= sheet < len(names):
                 raise IntakeError(f"{path}: has no sheet number {sheet}; sheets are {names}")
-            ws = wb.worksheets[sheet]
+            candidates = [sheet]
         else:
             if sheet not in names:
                 raise IntakeError(f"{path}: has no sheet {sheet!r}; sheets are {names}")
-            ws = wb[sheet]
-        rows = list(ws.iter_rows(values_only=True))
+            candidates = [names.index(sheet)]
+        best = None  # (score, -sheet position, -row, sheet position, header row)
+        for k in candidates:
+            top = list(wb.worksheets[k].iter_rows(max_row=_HEADER_SEARCH_ROWS, values_only=True))
+            if header_row:
+                score = _header_score(top[header_row - 1], lookup) if len(top) >= header_row else 0
+                found = (score, -k, -header_row, k, header_row)
+            else:
+                scores = [_header_score(r, lookup) for r in top] or [0]
+                r = int(np.argmax(scores))
+                found = (scores[r], -k, -(r + 1), k, r + 1)
+            if best is None or found[:3] > best[:3]:
+                best = found
+        position = best[3]
+        head_row = best[4] if best[0] >= _MIN_HEADER_HITS or header_row else (header_row or 1)
+        if best[0] < _MIN_HEADER_HITS and sheet is None and not header_row:
+            position = 0  # nothing looks like a header: read the first sheet from row 1, the column check says why
+        ws = wb.worksheets[position]
+        rows = list(ws.iter_rows(min_row=head_row, values_only=True))
+        title = ws.title
     finally:
         wb.close()
     if not rows or all(all(v is None for v in r) for r in rows):
-        raise IntakeError(f"{path}: the sheet {ws.title!r} is empty; expected a header row and records")
+        raise IntakeError(f"{path}: the sheet {title!r} is empty from row {head_row}; expected a header row and records")
     width = max(len(r) for r in rows)
     header = list(rows[0]) + [None] * (width - len(rows[0]))
     body = [tuple(r) + (None,) * (width - len(r)) for r in rows[1:]]
@@ -322,7 +574,38 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> pd.DataFrame:
     keep = [j for j in range(width) if header[j] is not None or any(r[j] is not None for r in body)]
     cols = [header[j] if header[j] is not None else f"(column {_excel_letter(j)} without header)" for j in keep]
     table = pd.DataFrame([[r[j] for j in keep] for r in body], columns=cols, dtype=object)
-    return table
+    known = [j for j, c in zip(keep, cols) if normalize_header(c) in lookup]
+    _check_formulas(path, title, head_row, known, body)
+    return table, np.arange(head_row + 1, head_row + 1 + len(body), dtype=np.int64), title, head_row
+
+
+def _check_formulas(path: Path, title: str, head_row: int, known: Sequence[int], body: Sequence[tuple]) -> None:
+    """Raise when answer cells hold formulas without a saved value (openpyxl reads them as empty)."""
+    from openpyxl import load_workbook
+
+    empty = np.array([[r[j] is None for j in known] for r in body], dtype=bool).reshape(len(body), len(known))
+    if not empty.any():
+        return
+    wb = load_workbook(path, read_only=True, data_only=False)
+    try:
+        ws = wb[title]
+        cells = []
+        for i, row in enumerate(ws.iter_rows(min_row=head_row + 1, max_row=head_row + len(body), values_only=True)):
+            if not empty[i].any():
+                continue
+            for jj, j in enumerate(known):
+                if empty[i, jj] and j < len(row) and isinstance(row[j], str) and row[j].startswith("="):
+                    cells.append((head_row + 1 + i, j))
+    finally:
+        wb.close()
+    if cells:
+        r0, r1 = min(c[0] for c in cells), max(c[0] for c in cells)
+        c0, c1 = min(c[1] for c in cells), max(c[1] for c in cells)
+        span = f"{_excel_letter(c0)}{r0}:{_excel_letter(c1)}{r1}"
+        raise IntakeError(f"{path}: sheet {title!r}, cells {span}: {len(cells)} answer cell(s) hold formulas whose "
+                          "values were never calculated and saved (the workbook was written by a program, not "
+                          "saved by Excel); they are not blank answers. Open the file in Excel and save it, or "
+                          "paste the answers as values")
 
 
 def _excel_letter(j: int) -> str:
@@ -339,7 +622,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def read_table(path: str | os.PathLike, column_map: Mapping[str, str] | None = None,
-               sheet: str | int | None = None) -> pd.DataFrame:
+               sheet: str | int | None = None, header_row: int | None = None) -> pd.DataFrame:
     """Read a response file (CSV, XLSX or Parquet) read-only, as text, with canonical headers.
 
     Parameters
@@ -349,31 +632,40 @@ def read_table(path: str | os.PathLike, column_map: Mapping[str, str] | None = N
     column_map
         Extra header -> canonical column mapping, on top of :data:`VIETNAMESE_HEADERS`.
     sheet
-        Excel sheet name or 0-based number (default: the first sheet).
+        Excel sheet name or 0-based number; ``None`` (or ``""``) finds the data sheet: the one whose
+        top rows hold the most known headers (an instructions sheet first is skipped).
+    header_row
+        Excel row (1-based, as Excel shows it) holding the header; ``None`` (or 0) finds it among
+        the top 30 rows (title rows above the header are skipped).
 
     Returns
     -------
     DataFrame
-        Every cell as text (``string`` dtype; empty cells are ``<NA>``), canonical headers, plus
-        ``source_file`` (file name) and ``source_row`` (row as a spreadsheet user sees it: header =
-        row 1, so the first record is row 2). Blank rows are dropped but keep their numbering.
-        ``attrs["headers"]`` maps canonical name -> the file's own header.
+        Every cell as text (``category`` dtype of text: one copy of each distinct value; empty
+        cells are missing), canonical headers, plus ``source_file`` (file name) and
+        ``source_row`` (row as a spreadsheet user sees it: header = row 1 in a CSV). Blank rows
+        are dropped but keep their numbering. ``attrs``: ``headers`` (canonical name -> the
+        file's own header), ``path``, ``sheet`` and ``header_row`` (which sheet and row were read).
 
     Raises
     ------
     IntakeError
         Unknown extension, empty file, unreadable Excel/Parquet, non-UTF-8 CSV, header row only,
-        or two headers that map to the same column.
+        two headers that map to the same column, or answer cells holding unsaved formulas.
     """
     path = Path(path)
     _check_path(path)
     suffix = path.suffix.lower()
+    sheet = None if sheet == "" else sheet
+    header_row = int(header_row) if header_row else None
+    sheet_name, head = None, 1
     if suffix == ".csv":
-        table = _read_csv(path)
+        table, rows = _read_csv(path)
     elif suffix in (".xlsx", ".xlsm"):
-        table = _read_xlsx(path, sheet)
+        table, rows, sheet_name, head = _read_xlsx(path, sheet, header_row, column_map)
     else:
         table = _read_parquet(path)
+        rows = np.arange(2, len(table) + 2, dtype=np.int64)
     # Intake adds its own source_file/source_row; a file's own columns of that name are not used.
     table = table.rename(columns={c: f"{c} (in file)" for c in ("source_file", "source_row")})
     mapping = map_columns(table.columns, column_map)
@@ -382,22 +674,28 @@ def read_table(path: str | os.PathLike, column_map: Mapping[str, str] | None = N
     if len(clash):
         col = clash.iloc[0]
         heads = [str(h) for h in clash.index[clash == col]]
-        raise IntakeError(f"{path}: row 1 (header): columns {heads} all mean {col!r}; keep only one of them")
-    table = table.rename(columns=mapping)
-    text = table.astype("string")
-    text = text.apply(lambda s: s.str.strip())
-    text = text.mask(text == "")
-    text = text.apply(lambda s: s.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True))  # 3.0 -> 3 (Excel)
-    text.insert(0, "source_row", np.arange(2, len(text) + 2, dtype=np.int64))
-    text.insert(0, "source_file", path.name)
-    data_cols = [c for c in text.columns if c not in ("source_file", "source_row")]
-    blank = text[data_cols].isna().all(axis=1)
-    text = text.loc[~blank].reset_index(drop=True)
+        raise IntakeError(f"{path}: row {head} (header): columns {heads} all mean {col!r}; keep only one of them")
+    names = [mapping[c] for c in table.columns]
+    blank = np.ones(len(table), dtype=bool)
+    out = {}
+    for position, name in enumerate(names):
+        codes, values = _coded(table.iloc[:, position])
+        blank &= codes < 0
+        out[name] = _categorical(codes, values)
+    del table
+    text = pd.DataFrame(out, copy=False)
+    text.insert(0, "source_row", rows)
+    text.insert(0, "source_file", pd.Categorical.from_codes(np.zeros(len(text), dtype=np.int8),
+                                                            categories=pd.Index([path.name], dtype="str")))
+    if blank.any():
+        text = text.loc[~blank].reset_index(drop=True)
     if text.empty:
-        raise IntakeError(f"{path}: has a header row but no records (row 2 onwards is empty); "
+        raise IntakeError(f"{path}: has a header row but no records (row {head + 1} onwards is empty); "
                           "expected one row per returned questionnaire")
     text.attrs["headers"] = {v: str(k) for k, v in mapping.items()}
     text.attrs["path"] = str(path)
+    text.attrs["sheet"] = sheet_name
+    text.attrs["header_row"] = head
     return text
 
 
@@ -435,30 +733,50 @@ def _code_labels(values: Mapping) -> dict[str, float]:
     return out
 
 
-def _parse_codes(text: pd.Series, labels: Mapping[str, float]) -> tuple[pd.Series, pd.Series]:
-    """Text -> float codes (numbers or labels); second value: non-empty but unreadable mask."""
-    num = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").astype(float)
-    other = text.notna() & num.isna()
+def _parse_codes(values: np.ndarray, labels: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct text values -> float codes (numbers or labels) and the mask of unreadable ones."""
+    text = pd.Series(values, dtype=object)
+    num = np.array(pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce"), dtype=float)
+    other = np.isnan(num)
     if labels and other.any():
-        num = num.fillna(_norm_values(text[other]).map(labels).astype(float))
-    return num, text.notna() & num.isna()
+        num[other] = pd.Series(_norm_array(values[other])).map(labels).astype(float).to_numpy()
+    return num, np.isnan(num)
 
 
-def _parse_dates(text: pd.Series) -> pd.Series:
-    """ISO dates, day-first ``dd/mm/yyyy`` or ``dd-mm-yyyy``, or Excel serial day numbers."""
+_SLASH_DATE = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})")
+
+
+def _parse_dates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct date texts -> (dates, ambiguous mask).
+
+    Read: ISO dates (``2025-10-14``, also with a time), day-first ``dd/mm/yyyy`` ``dd-mm-yyyy``
+    ``dd.mm.yyyy`` (the Vietnamese convention) and Excel serial day numbers. When the values
+    (one file's) include month-first dates (``10/25/2025``: the second part above 12), the file
+    mixes conventions: a date whose day and month are both ≤ 12 and differ (``05/06/2025``)
+    cannot be read with certainty and is marked ambiguous (its date is left missing).
+    """
+    text = pd.Series(values, dtype=object)
     iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
-    dmy = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
-    dmy2 = pd.to_datetime(text, format="%d-%m-%Y", errors="coerce")
+    parts = text.str.fullmatch(_SLASH_DATE.pattern)
+    pieces = text.str.extract(_SLASH_DATE.pattern).astype(float)
+    first, second, year = pieces[0], pieces[1], pieces[2]
+    month_first = parts & (first <= 12) & (second > 12)
+    both_small = parts & (first <= 12) & (second <= 12) & (first != second)
+    day, month = first.where(~month_first, second), second.where(~month_first, first)
+    dmy = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}).where(parts),
+                         errors="coerce")
     serial = pd.to_numeric(text, errors="coerce")
     serial = serial.where(serial.between(20000, 80000))
     excel = pd.to_datetime(serial, unit="D", origin="1899-12-30", errors="coerce")
-    out = iso.fillna(dmy).fillna(dmy2).fillna(excel)
-    return out.dt.normalize()
+    out = iso.fillna(dmy).fillna(excel).dt.normalize()
+    ambiguous = (both_small & bool(month_first.any())).to_numpy(dtype=bool)
+    out = out.where(~ambiguous)
+    return out.to_numpy(dtype="datetime64[ns]"), ambiguous
 
 
-def _where_first(mask: pd.Series, frame: pd.DataFrame) -> tuple[str, int]:
-    pos = int(np.flatnonzero(mask.to_numpy())[0])
-    return str(frame["source_file"].iloc[pos]), int(frame["source_row"].iloc[pos])
+def _where_first(mask: np.ndarray, source_file: pd.Series, source_row: np.ndarray) -> tuple[str, int]:
+    pos = int(np.flatnonzero(mask)[0])
+    return str(source_file.iloc[pos]), int(source_row[pos])
 
 
 def _header_name(headers: Mapping[str, str], col: str) -> str:
@@ -472,25 +790,55 @@ def _as_instrument(inst: Instrument | str | os.PathLike | None) -> Instrument | 
     return load_instrument(inst)
 
 
-def _str_of(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna("")
+#: Labels of a total row at the bottom of a spreadsheet (normalized).
+TOTAL_LABELS = frozenset({"tổng cộng", "tổng", "cộng", "tổng số", "tong cong", "tong", "cong", "total",
+                          "grand total", "sum", "totals"})
+
+#: Rows that are not questionnaires (ignored, never received): (en, vi).
+IGNORED_RULES: dict[str, tuple[str, str]] = {
+    "total_row": ("a total row ('Tổng cộng', 'Total'), not a questionnaire",
+                  "dòng tổng cộng, không phải phiếu"),
+    "no_form_id_no_answers": ("no form id and no answer: an empty template row, not a questionnaire",
+                              "không có mã số phiếu và không trả lời câu nào: dòng mẫu trống, không phải phiếu"),
+}
+
+#: Problems of the survey date only: the answers are kept, the date is set to missing: (en, vi).
+DATE_RULES: dict[str, tuple[str, str]] = {
+    "date_outside_year": ("survey date outside the survey's year; date left missing",
+                          "ngày khảo sát không thuộc năm khảo sát; bỏ trống ngày"),
+    "date_ambiguous": ("survey date ambiguous (day and month both ≤ 12 in a file that mixes day-first and "
+                       "month-first dates); date left missing",
+                       "ngày khảo sát không rõ (ngày và tháng đều ≤ 12 trong tệp lẫn hai cách ghi ngày); "
+                       "bỏ trống ngày"),
+}
+
+IGNORED_COLUMNS = ["source_file", "source_row", "rule", "reason", "reason_vi"]
+DATE_PROBLEM_COLUMNS = ["source_file", "source_row", "form_id", "unit_id", "rule", "reason", "reason_vi"]
+SOURCE_COLUMNS = ["source_file", "sheet", "header_row", "rows_read", "ignored_rows", "received"]
 
 
 @dataclass
 class _Checked:
-    typed: pd.DataFrame
-    raw_form_id: pd.Series
-    raw_unit_id: pd.Series
-    rule: pd.Series
-    column: pd.Series
-    reason: pd.Series
-    reason_vi: pd.Series
+    """One file after the record checks: typed columns and the first rule each row breaks."""
+
+    typed: dict[str, object]       # column -> per-row array (categoricals for text)
+    n: int
+    form_id_ok: np.ndarray         # well-formed form id (duplicates are looked for among these)
+    rule: np.ndarray               # object: rule name or None
+    column: np.ndarray
+    reason: np.ndarray
+    reason_vi: np.ndarray
+    form_id_shown: np.ndarray      # form id as reported in the quarantine ("" when not shown)
+    unit_shown: np.ndarray         # unit as reported in summary/quarantine
     item_codes: list[str]
     notes: list[str]
+    ignored: pd.DataFrame
+    date_problems: pd.DataFrame
+    source: dict
 
 
 def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrument | None,
-                   sample: pd.DataFrame | None) -> _Checked:
+                   sample: pd.DataFrame | None, year: int | None = None) -> _Checked:
     """File-level checks (raise) and record-level masks (first failing rule per record)."""
     if "source_file" not in raw.columns:
         raw = raw.assign(source_file="(data frame)")
@@ -498,9 +846,12 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         raw = raw.assign(source_row=np.arange(2, len(raw) + 2, dtype=np.int64))
     headers = dict(raw.attrs.get("headers", {}))
     full_path = raw.attrs.get("path")  # name the whole path in file-level errors when known
+    sheet_name, head_row = raw.attrs.get("sheet"), raw.attrs.get("header_row", 1)
     raw = raw.reset_index(drop=True)
     raw.attrs = {}  # pandas deep-copies attrs on every operation; keep the header names aside
-    src = full_path or (str(raw["source_file"].iloc[0]) if len(raw) else "(data frame)")
+    source_file = raw["source_file"].astype("str")
+    source_row = raw["source_row"].to_numpy(dtype=np.int64)
+    src = full_path or (str(source_file.iloc[0]) if len(raw) else "(data frame)")
     forms = [instrument] if instrument is not None else [instrument_for_unit_type(t) for t in ("department", "district")]
     item_table = pd.concat([f.items for f in forms]).drop_duplicates("code")
     item_codes = item_table["code"].tolist()
@@ -514,26 +865,56 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         named = ", ".join(f"{c!r} (Vietnamese header {inverse[c]!r})" if c in inverse else repr(c) for c in missing)
         found = [headers.get(c, c) for c in raw.columns if c not in ("source_file", "source_row")]
         form_txt = f" for form {instrument.id}" if instrument is not None else ""
-        raise IntakeError(f"{src}: row 1 (header): missing required column(s) {named}{form_txt}; "
-                          f"found columns {found}")
+        where = f"row {head_row} (header)" + (f" of sheet {sheet_name!r}" if sheet_name else "")
+        raise IntakeError(f"{src}: {where}: missing required column(s) {named}{form_txt}; found columns {found}")
     known = {"source_file", "source_row", *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *PERSONAL_COLUMNS, *item_codes}
     notes = []
     unknown = [c for c in raw.columns if c not in known]
     if unknown:
         notes.append(f"{src}: columns not used and dropped: {[headers.get(c, c) for c in unknown]}")
-    text = raw.copy()
-    for col in (*OPTIONAL_COLUMNS, *item_codes):
-        if col not in text.columns:
-            text[col] = pd.Series(pd.NA, index=text.index, dtype="string")
-    for col in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *item_codes):
-        text[col] = text[col].astype("string").str.strip().replace("", pd.NA)
-    n = len(text)
-    typed = pd.DataFrame(index=text.index)
+    n_read = len(raw)
+    empty_col = (np.full(n_read, -1, dtype=np.intp), np.zeros(0, dtype=object))
+    cols = {c: (_coded(raw[c]) if c in raw.columns else empty_col)
+            for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *item_codes)}
+
+    # Rows that are not questionnaires: a total row, or no form id and no answer at all.
+    answer_cols = [*item_codes, *DEMOGRAPHIC_COLUMNS, "education_other"]
+    no_answer = np.ones(n_read, dtype=bool)
+    for c in answer_cols:
+        no_answer &= cols[c][0] < 0
+    total = np.zeros(n_read, dtype=bool)
+    for c in ("form_id", "unit_id", "field", "channel", *unknown):
+        codes, values = cols[c] if c in cols else _coded(raw[c])
+        is_total = np.isin(_norm_array(values), list(TOTAL_LABELS))
+        total |= _spread(is_total, codes, False)
+    ignore_rule = np.where(total, "total_row",
+                           np.where(no_answer & (cols["form_id"][0] < 0), "no_form_id_no_answers", None))
+    ignore = ignore_rule != None  # noqa: E711  (element-wise on an object array)
+    ignored = pd.DataFrame({"source_file": source_file[ignore].to_numpy(), "source_row": source_row[ignore],
+                            "rule": ignore_rule[ignore]})
+    ignored["reason"] = ignored["rule"].map({k: v[0] for k, v in IGNORED_RULES.items()})
+    ignored["reason_vi"] = ignored["rule"].map({k: v[1] for k, v in IGNORED_RULES.items()})
+    if ignore.any():
+        counts = ignored["rule"].value_counts()
+        rows_txt = _row_ranges(source_row[ignore])
+        notes.append(f"{src}: {int(ignore.sum())} row(s) are not questionnaires and were not counted as received "
+                     f"({', '.join(f'{IGNORED_RULES[r][0]}: {k}' for r, k in counts.items())}; rows {rows_txt})")
+        keep = ~ignore
+        cols = {c: (codes[keep], values) for c, (codes, values) in cols.items()}
+        source_file = source_file[keep].reset_index(drop=True)
+        source_row = source_row[keep]
+    n = len(source_row)
+    typed: dict[str, object] = {}
+
+    def col_text(c: str) -> pd.Categorical:
+        return _categorical(*cols[c])
 
     # Form id
-    fid = text["form_id"].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
-    fid_rule = form_id_problems(fid)
-    typed["form_id"] = fid
+    fid_codes, fid_values = cols["form_id"]
+    fid_problem_values = form_id_problems(pd.Series(fid_values, dtype=object)).to_numpy(dtype=object)
+    fid_rule = _spread(fid_problem_values, fid_codes, "form_id_missing")
+    fid_shown_v, fid_kind_en, fid_kind_vi = _value_kinds(fid_values)
+    typed["form_id"] = col_text("form_id")
 
     # Units: id, or Vietnamese/English name
     units = validate_units(units)
@@ -543,268 +924,511 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         pd.Series(units["unit_id"].to_numpy(), index=_norm_values(units["name_en"].astype("string")).to_numpy()),
     ])
     keys = keys[~keys.index.duplicated()]
-    uid = _norm_values(text["unit_id"]).map(keys)
-    unit_missing = text["unit_id"].isna()
-    unit_unknown = ~unit_missing & uid.isna()
-    typed["unit_id"] = uid.astype("string")
+    u_codes, u_values = cols["unit_id"]
+    uid_of_value = pd.Series(_norm_array(u_values), dtype=object).map(keys).to_numpy(dtype=object)
+    uid = pd.Series(_spread(uid_of_value, u_codes, None), dtype=object)
+    unit_missing = u_codes < 0
+    unit_unknown = ~unit_missing & uid.isna().to_numpy()
     utype = uid.map(units.set_index("unit_id")["unit_type"])
-    ucode = uid.map(units.set_index("unit_id")["code"].astype(float))
+    ucode = uid.map(units.set_index("unit_id")["code"].astype(float)).to_numpy(dtype=float)
+    u_shown_v, u_kind_en, u_kind_vi = _value_kinds(u_values)
+    raw_unit_shown = _spread(np.where(u_shown_v != "", u_values, "(unit not shown)"), u_codes, "(missing)")
+    unit_shown = np.where(uid.notna(), uid.to_numpy(dtype=object), raw_unit_shown)
+    typed["unit_id"] = pd.Categorical(uid)
 
     # Form of each record and the unit-type check
     if instrument is not None:
-        form = pd.Series(instrument.id, index=text.index, dtype=object)
-        wrong_type = uid.notna() & ((utype != instrument.unit_type) if instrument.unit_type else (utype == "commune"))
-        off_form = pd.Series(False, index=text.index)
-        off_col = pd.Series(None, index=text.index, dtype=object)
+        form = pd.Series(instrument.id, index=range(n), dtype=object)
+        wrong_type = (uid.notna() & ((utype != instrument.unit_type) if instrument.unit_type
+                                     else (utype == "commune"))).to_numpy(dtype=bool)
+        off_form = np.zeros(n, dtype=bool)
+        off_col = np.full(n, None, dtype=object)
         type_expected = instrument.unit_type or "department or district"
     else:
         ids = {t: instrument_for_unit_type(t).id for t in ("department", "district")}
         form = utype.map(ids)
-        wrong_type = uid.notna() & form.isna()
+        wrong_type = (uid.notna() & form.isna()).to_numpy(dtype=bool)
         on_form = {f.id: set(f.item_codes) for f in forms}
-        answered = text[item_codes].notna().to_numpy()
-        allowed = np.stack([(form.isin([f for f, codes in on_form.items() if c in codes]) | form.isna())
-                            .to_numpy(dtype=bool) for c in item_codes], axis=1)
-        off = answered & ~allowed
-        off_form = pd.Series(off.any(axis=1), index=text.index)
-        off_col = pd.Series(np.array(item_codes, dtype=object)[off.argmax(axis=1)], index=text.index)
+        off_form = np.zeros(n, dtype=bool)
+        off_col = np.full(n, None, dtype=object)
+        for c in item_codes:
+            allowed = (form.isin([f for f, codes in on_form.items() if c in codes]) | form.isna()).to_numpy(dtype=bool)
+            hit = (cols[c][0] >= 0) & ~allowed & ~off_form
+            off_col[hit] = c
+            off_form |= hit
         type_expected = "department or district"
-    typed["unit_type"] = utype.astype("string")
-    typed["form"] = form.astype("string")
+    typed["unit_type"] = pd.Categorical(utype)
+    typed["form"] = pd.Categorical(form)
 
-    code_in_id = pd.to_numeric(fid.str[:2].where(fid_rule.isna()), errors="coerce")
-    id_unit = fid_rule.isna() & uid.notna() & (code_in_id != ucode)
+    fid_ok = fid_rule == None  # noqa: E711
+    code_of_value = pd.to_numeric(pd.Series(fid_values, dtype=object).str[:2], errors="coerce").to_numpy(dtype=float)
+    code_in_id = _spread(code_of_value, fid_codes, np.nan)
+    id_unit = fid_ok & uid.notna().to_numpy() & (code_in_id != ucode)
 
-    not_issued = pd.Series(False, index=text.index)
+    not_issued = np.zeros(n, dtype=bool)
     if sample is not None:
-        issued = set(sample["form_id"].astype("string").str.strip())
-        not_issued = fid_rule.isna() & ~fid.isin(issued)
+        issued = set(sample["form_id"].astype("string").str.strip().dropna())
+        issued_value = np.array([v in issued for v in fid_values], dtype=bool)
+        not_issued = fid_ok & ~_spread(issued_value, fid_codes, False)
 
-    # Items
+    # Items: parsed once per distinct value, spread to the rows; stored as float32 (codes 1-5 are exact)
     scale_labels = {}
     for f in forms:
         scale_labels.update(_code_labels({k: v for k, v in f.scale_labels.items()}))
-    bad_items = np.zeros((n, len(item_codes)), dtype=bool)
     lows = item_table.set_index("code")["scale_min"]
     highs = item_table.set_index("code")["scale_max"]
-    for j, col in enumerate(item_codes):
-        val, unreadable = _parse_codes(text[col], scale_labels)
-        if unreadable.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and unreadable.sum() == text[col].notna().sum():
-            f, r = _where_first(unreadable, text)
-            raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, col)}: no value in this column is an "
-                              f"answer code (e.g. {text[col][unreadable].iloc[0]!r}); expected whole numbers "
-                              f"{int(lows[col])}-{int(highs[col])} or empty")
-        out = val.notna() & ((val != np.floor(val)) | (val < lows[col]) | (val > highs[col]))
-        bad_items[:, j] = (unreadable | out).to_numpy()
-        typed[col] = val.where(~out)
-    item_bad = pd.Series(bad_items.any(axis=1), index=text.index)
-    item_col = pd.Series(np.array(item_codes, dtype=object)[bad_items.argmax(axis=1)], index=text.index)
-    n_bad_items = bad_items.sum(axis=1)
+    item_bad = np.zeros(n, dtype=bool)
+    item_col = np.full(n, None, dtype=object)
+    item_msg = np.full(n, None, dtype=object)
+    item_msg_vi = np.full(n, None, dtype=object)
+    n_bad_items = np.zeros(n, dtype=np.int16)
+    for col in item_codes:
+        codes, values = cols[col]
+        val, unreadable = _parse_codes(values, scale_labels)
+        lo, hi = int(lows[col]), int(highs[col])
+        n_unreadable = int(_spread(unreadable, codes, False).sum())
+        if n_unreadable >= _MIN_VALUES_FOR_COLUMN_ERROR and n_unreadable == int((codes >= 0).sum()):
+            bad_rows = _spread(unreadable, codes, False)
+            f, r = _where_first(bad_rows, source_file, source_row)
+            raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, col)}: no value in this column "
+                              f"is an answer code (e.g. {_example(values[unreadable])}); expected whole numbers "
+                              f"{lo}-{hi} or empty")
+        out_range = ~unreadable & ((val < lo) | (val > hi))
+        not_whole = ~unreadable & ~out_range & (val != np.floor(val))
+        bad_value = unreadable | out_range | not_whole
+        en, vi = _value_messages(values, unreadable, out_range, col, lo, hi)
+        bad_rows = _spread(bad_value, codes, False)
+        first_bad = bad_rows & ~item_bad
+        item_col[first_bad] = col
+        item_msg[first_bad] = en[codes[first_bad]]
+        item_msg_vi[first_bad] = vi[codes[first_bad]]
+        item_bad |= bad_rows
+        n_bad_items += bad_rows
+        typed[col] = _spread(np.where(bad_value, np.nan, val).astype(np.float32), codes, np.float32(np.nan))
 
     # Demographics (allowed codes from the instrument; labels such as "Nam"/"Nữ" accepted)
     demo_table = pd.concat([f.demographics for f in forms]).drop_duplicates("code").set_index("code")
     demo_cols = [c for c in DEMOGRAPHIC_COLUMNS if c in demo_table.index]
-    bad_demo = np.zeros((n, max(len(demo_cols), 1)), dtype=bool)
-    allowed_txt = {}
-    for j, col in enumerate(demo_cols):
-        values = demo_table.loc[col, "values"]
-        val, unreadable = _parse_codes(text[col], _code_labels(values))
-        if unreadable.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and unreadable.sum() == text[col].notna().sum():
-            f, r = _where_first(unreadable, text)
-            raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, col)}: no value in this column is a code "
-                              f"(e.g. {text[col][unreadable].iloc[0]!r}); expected one of {sorted(values)} or empty")
-        out = val.notna() & ~val.isin([float(v) for v in values])
-        bad_demo[:, j] = (unreadable | out).to_numpy()
-        typed[col] = val.where(~out)
-        allowed_txt[col] = ", ".join(str(v) for v in sorted(values))
+    demo_bad = np.zeros(n, dtype=bool)
+    demo_msg = np.full(n, None, dtype=object)
+    demo_msg_vi = np.full(n, None, dtype=object)
+    demo_col = np.full(n, None, dtype=object)
+    for col in demo_cols:
+        allowed_codes = demo_table.loc[col, "values"]
+        codes, values = cols[col]
+        val, unreadable = _parse_codes(values, _code_labels(allowed_codes))
+        n_unreadable = int(_spread(unreadable, codes, False).sum())
+        if n_unreadable >= _MIN_VALUES_FOR_COLUMN_ERROR and n_unreadable == int((codes >= 0).sum()):
+            f, r = _where_first(_spread(unreadable, codes, False), source_file, source_row)
+            raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, col)}: no value in this column "
+                              f"is a code (e.g. {_example(values[unreadable])}); expected one of "
+                              f"{sorted(allowed_codes)} or empty")
+        outside = ~unreadable & ~np.isin(val, [float(v) for v in allowed_codes])
+        bad_value = unreadable | outside
+        allowed_txt = ", ".join(str(v) for v in sorted(allowed_codes))
+        en, vi = _value_messages(values, unreadable, outside, col, None, None, allowed_txt)
+        bad_rows = _spread(bad_value, codes, False)
+        first_bad = bad_rows & ~demo_bad
+        demo_col[first_bad] = col
+        demo_msg[first_bad] = en[codes[first_bad]]
+        demo_msg_vi[first_bad] = vi[codes[first_bad]]
+        demo_bad |= bad_rows
+        typed[col] = _spread(np.where(bad_value, np.nan, val).astype(np.float32), codes, np.float32(np.nan))
     for col in DEMOGRAPHIC_COLUMNS:
-        if col not in typed.columns:
-            typed[col] = np.nan
-    demo_bad = pd.Series(bad_demo.any(axis=1), index=text.index)
-    demo_col = pd.Series(np.array(demo_cols or [""], dtype=object)[bad_demo.argmax(axis=1)], index=text.index)
-    typed["education_other"] = text["education_other"]
+        if col not in typed:
+            typed[col] = np.full(n, np.nan, dtype=np.float32)
+    typed["education_other"] = col_text("education_other")
 
     # Channel (survey mode) and field
     chan_keys = {**{_norm_key(k): v for k, v in CHANNEL_LABELS.items()}, **{_norm_key(m): m for m in SURVEY_MODES}}
-    chan = _norm_values(text["channel"]).map(chan_keys)
-    chan_bad = chan.isna()
-    typed["channel"] = chan.astype("string")
+    c_codes, c_values = cols["channel"]
+    chan_of_value = pd.Series(_norm_array(c_values), dtype=object).map(chan_keys).to_numpy(dtype=object)
+    chan = _spread(chan_of_value, c_codes, None)
+    chan_bad = pd.isna(chan)
+    c_shown, c_kind_en, c_kind_vi = _value_kinds(c_values)
+    typed["channel"] = pd.Categorical(chan)
     field_keys = {**{_norm_key(k): v for k, v in FIELD_LABELS.items()}, **{_norm_key(m): m for m in FIELDS}}
-    fld = _norm_values(text["field"]).map(field_keys)
-    field_bad = text["field"].notna() & fld.isna()
-    typed["field"] = fld.astype("string")
+    f_codes, f_values = cols["field"]
+    field_of_value = pd.Series(_norm_array(f_values), dtype=object).map(field_keys).to_numpy(dtype=object)
+    fld = _spread(field_of_value, f_codes, None)
+    field_bad = (f_codes >= 0) & pd.isna(fld)
+    f_shown, f_kind_en, f_kind_vi = _value_kinds(f_values)
+    typed["field"] = pd.Categorical(fld)
 
-    # Survey date
-    date = _parse_dates(text["survey_date"])
-    date_bad = text["survey_date"].notna() & date.isna()
-    if date_bad.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and date_bad.sum() == text["survey_date"].notna().sum():
-        f, r = _where_first(date_bad, text)
+    # Survey date: unreadable -> quarantine; outside the year or ambiguous -> a problem of the date only
+    d_codes, d_values = cols["survey_date"]
+    date_of_value, ambiguous_value = _parse_dates(d_values)
+    unreadable_value = np.isnat(date_of_value) & ~ambiguous_value
+    date_bad = _spread(unreadable_value, d_codes, False)
+    if date_bad.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and date_bad.sum() == (d_codes >= 0).sum():
+        f, r = _where_first(date_bad, source_file, source_row)
         raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, 'survey_date')}: none of the "
-                          f"{int(date_bad.sum())} dates can be read (e.g. {text['survey_date'][date_bad].iloc[0]!r}); "
+                          f"{int(date_bad.sum())} dates can be read (e.g. {_example(d_values[unreadable_value])}); "
                           "expected dates like 2025-10-14 or 14/10/2025")
+    outside_value = np.zeros(len(d_values), dtype=bool)
+    if year is not None:
+        years = pd.DatetimeIndex(date_of_value).year.to_numpy()
+        outside_value = ~np.isnat(date_of_value) & (years != int(year))
+    date = _spread(np.where(outside_value, np.datetime64("NaT"), date_of_value).astype("datetime64[ns]"),
+                   d_codes, np.datetime64("NaT"))
     typed["survey_date"] = date
+    d_shown, d_kind_en, d_kind_vi = _value_kinds(d_values)
 
     # Empty form: no rated item of its own form answered
     own_items = (instrument.item_codes if instrument is not None else item_codes)
-    empty = typed[own_items].isna().all(axis=1) & ~item_bad
+    empty = ~item_bad
+    for c in own_items:
+        empty &= np.isnan(typed[c])
 
-    # Personal columns are kept only for the duplicate comparison, then dropped.
-    typed["source_file"] = text["source_file"].astype("string")
-    typed["source_row"] = text["source_row"].astype(np.int64)
+    typed["source_file"] = pd.Categorical(source_file)
+    typed["source_row"] = source_row
 
-    # Reasons (vectorized string building per rule)
-    fid_txt, uid_txt = _str_of(text["form_id"]), _str_of(text["unit_id"])
-    code_txt = _str_of(code_in_id.astype("Int64"))
-    item_val = pd.Series(text[item_codes].to_numpy(dtype=object)[np.arange(n), bad_items.argmax(axis=1)]
-                         if n else [], index=text.index, dtype="string").fillna("")
-    demo_val = pd.Series(text[demo_cols].to_numpy(dtype=object)[np.arange(n), bad_demo.argmax(axis=1)]
-                         if n and demo_cols else [""] * n, index=text.index, dtype="string").fillna("")
-    low_of = item_col.map(lows).astype("Int64").astype("string").fillna("")
-    high_of = item_col.map(highs).astype("Int64").astype("string").fillna("")
-    more = pd.Series(np.where(n_bad_items > 1, " (+" + pd.Series(n_bad_items - 1).astype(str) + " more)", ""),
-                     index=text.index)
-    expected_code = _str_of(ucode.astype("Int64"))
+    # Reasons, built only for the rows a rule hits (values shown only when they cannot be personal)
+    def shown_or_kind(shown, kind, codes, sep=" "):
+        per_value = np.where(shown != "", np.char.add(sep, shown.astype(str)), np.char.add(" (", np.char.add(
+            kind.astype(str), ")"))) if len(shown) else shown
+        return lambda rows: _spread(per_value, codes, "")[rows]
+
+    fid_txt = shown_or_kind(fid_shown_v, fid_kind_en, fid_codes)
+    fid_txt_vi = shown_or_kind(fid_shown_v, fid_kind_vi, fid_codes)
+    unit_txt = shown_or_kind(u_shown_v, u_kind_en, u_codes)
+    unit_txt_vi = shown_or_kind(u_shown_v, u_kind_vi, u_codes)
+    chan_txt = shown_or_kind(c_shown, c_kind_en, c_codes)
+    chan_txt_vi = shown_or_kind(c_shown, c_kind_vi, c_codes)
+    field_txt = shown_or_kind(f_shown, f_kind_en, f_codes)
+    field_txt_vi = shown_or_kind(f_shown, f_kind_vi, f_codes)
+    date_txt = shown_or_kind(d_shown, d_kind_en, d_codes)
+    date_txt_vi = shown_or_kind(d_shown, d_kind_vi, d_codes)
+    uid_obj = uid.to_numpy(dtype=object)
+    utype_obj = utype.to_numpy(dtype=object)
+    form_obj = form.to_numpy(dtype=object)
+    uid_s = lambda rows: pd.Series(uid_obj[rows], dtype=object).fillna("").astype(str).to_numpy(dtype=object)  # noqa: E731
+    utype_s = lambda rows: pd.Series(utype_obj[rows], dtype=object).fillna("").astype(str).to_numpy(dtype=object)  # noqa: E731
+    form_s = lambda rows: pd.Series(form_obj[rows], dtype=object).fillna("(none)").astype(str).to_numpy(dtype=object)  # noqa: E731
+    code_s = np.array(["" if np.isnan(v) else str(int(v)) for v in code_of_value], dtype=object)
+    code_txt = lambda rows: _spread(code_s, fid_codes, "")[rows]  # noqa: E731
+    ucode_s = lambda rows: np.array(["" if np.isnan(v) else str(int(v)) for v in ucode[rows]], dtype=object)  # noqa: E731
+    more = lambda rows: np.where(n_bad_items[rows] > 1, np.char.add(np.char.add(" (+", (n_bad_items[rows] - 1).astype(str)), " more)"), "")  # noqa: E731
     checks = [
-        ("form_id_missing", fid_rule.eq("form_id_missing"), "form_id", "form id is empty", "thiếu mã số phiếu"),
-        ("form_id_format", fid_rule.eq("form_id_format"), "form_id",
-         "form id '" + fid_txt + "' is not 6 digits", "mã số phiếu '" + fid_txt + "' không gồm 6 chữ số"),
-        ("form_id_check_digit", fid_rule.eq("form_id_check_digit"), "form_id",
-         "form id '" + fid_txt + "' fails its check digit (mistyped?)",
-         "mã số phiếu '" + fid_txt + "' sai chữ số kiểm tra (nhập nhầm?)"),
-        ("unit_missing", unit_missing, "unit_id", "unit is empty", "thiếu đơn vị"),
+        ("form_id_missing", fid_rule == "form_id_missing", "form_id",
+         lambda r: "form id is empty", lambda r: "thiếu mã số phiếu"),
+        ("form_id_format", fid_rule == "form_id_format", "form_id",
+         lambda r: "form id" + fid_txt(r) + " is not 6 digits",
+         lambda r: "mã số phiếu" + fid_txt_vi(r) + " không gồm 6 chữ số"),
+        ("form_id_check_digit", fid_rule == "form_id_check_digit", "form_id",
+         lambda r: "form id" + fid_txt(r) + " fails its check digit (mistyped?)",
+         lambda r: "mã số phiếu" + fid_txt_vi(r) + " sai chữ số kiểm tra (nhập nhầm?)"),
+        ("unit_missing", unit_missing, "unit_id", lambda r: "unit is empty", lambda r: "thiếu đơn vị"),
         ("unit_unknown", unit_unknown, "unit_id",
-         "unit '" + uid_txt + "' is not in the units registry", "đơn vị '" + uid_txt + "' không có trong danh mục"),
+         lambda r: "unit" + unit_txt(r) + " is not in the units registry",
+         lambda r: "đơn vị" + unit_txt_vi(r) + " không có trong danh mục"),
         ("form_unit_type", wrong_type, "unit_id",
-         "unit " + _str_of(uid) + " is a " + _str_of(utype) + "; form " + _str_of(form).replace("", "(none)")
-         + " is for a " + type_expected,
-         "đơn vị " + _str_of(uid) + " là " + _str_of(utype) + "; mẫu phiếu không dành cho loại đơn vị này"),
+         lambda r: "unit " + uid_s(r) + " is a " + utype_s(r) + "; form " + form_s(r) + " is for a " + type_expected,
+         lambda r: "đơn vị " + uid_s(r) + " là " + utype_s(r) + "; mẫu phiếu không dành cho loại đơn vị này"),
         ("form_unit_type", off_form, off_col,
-         "answers " + off_col.astype("string") + ", which is not on the " + _str_of(utype) + " form",
-         "trả lời " + off_col.astype("string") + ", câu không có trong mẫu phiếu của " + _str_of(utype)),
+         lambda r: "answers " + off_col[r].astype(str) + ", which is not on the " + utype_s(r) + " form",
+         lambda r: "trả lời " + off_col[r].astype(str) + ", câu không có trong mẫu phiếu của " + utype_s(r)),
         ("form_id_unit", id_unit, "form_id",
-         "form id '" + fid_txt + "' starts with " + code_txt + " but unit " + _str_of(uid) + " has code "
-         + expected_code,
-         "mã số phiếu '" + fid_txt + "' bắt đầu bằng " + code_txt + " nhưng đơn vị " + _str_of(uid)
-         + " có mã " + expected_code),
+         lambda r: "form id" + fid_txt(r) + " starts with " + code_txt(r) + " but unit " + uid_s(r) + " has code "
+         + ucode_s(r),
+         lambda r: "mã số phiếu" + fid_txt_vi(r) + " bắt đầu bằng " + code_txt(r) + " nhưng đơn vị " + uid_s(r)
+         + " có mã " + ucode_s(r)),
         ("form_id_not_issued", not_issued, "form_id",
-         "form id '" + fid_txt + "' was not issued in the sample", "mã số phiếu '" + fid_txt + "' không có trong mẫu"),
-        ("item_value", item_bad, item_col,
-         item_col.astype("string") + " = '" + item_val + "': expected a whole number " + low_of + "-" + high_of
-         + " or empty" + more,
-         item_col.astype("string") + " = '" + item_val + "': phải là số nguyên " + low_of + "-" + high_of
-         + " hoặc để trống" + more),
-        ("demographic_value", demo_bad, demo_col,
-         demo_col.astype("string") + " = '" + demo_val + "': expected one of "
-         + demo_col.map(allowed_txt).astype("string").fillna("") + " or empty",
-         demo_col.astype("string") + " = '" + demo_val + "': phải là một trong "
-         + demo_col.map(allowed_txt).astype("string").fillna("") + " hoặc để trống"),
+         lambda r: "form id" + fid_txt(r) + " was not issued in the sample",
+         lambda r: "mã số phiếu" + fid_txt_vi(r) + " không có trong mẫu"),
+        ("item_value", item_bad, item_col, lambda r: item_msg[r] + more(r), lambda r: item_msg_vi[r] + more(r)),
+        ("demographic_value", demo_bad, demo_col, lambda r: demo_msg[r], lambda r: demo_msg_vi[r]),
         ("channel_value", chan_bad, "channel",
-         "survey mode '" + _str_of(text["channel"]) + "' is empty or unknown; expected " + ", ".join(SURVEY_MODES),
-         "hình thức khảo sát '" + _str_of(text["channel"]) + "' trống hoặc không hợp lệ"),
+         lambda r: np.where(c_codes[r] < 0, "survey mode is empty", "survey mode" + chan_txt(r) + " is unknown")
+         + "; expected " + ", ".join(SURVEY_MODES),
+         lambda r: "hình thức khảo sát" + chan_txt_vi(r) + " trống hoặc không hợp lệ"),
         ("field_value", field_bad, "field",
-         "field '" + _str_of(text["field"]) + "' is unknown; expected " + ", ".join(FIELDS),
-         "lĩnh vực '" + _str_of(text["field"]) + "' không hợp lệ"),
+         lambda r: "field" + field_txt(r) + " is unknown; expected " + ", ".join(FIELDS),
+         lambda r: "lĩnh vực" + field_txt_vi(r) + " không hợp lệ"),
         ("survey_date_value", date_bad, "survey_date",
-         "survey date '" + _str_of(text["survey_date"]) + "' cannot be read; expected e.g. 2025-10-14 or 14/10/2025",
-         "ngày khảo sát '" + _str_of(text["survey_date"]) + "' không đọc được"),
-        ("empty_form", empty, "", "no rated question answered", "không trả lời câu hỏi nào"),
+         lambda r: "survey date" + date_txt(r) + " cannot be read; expected e.g. 2025-10-14 or 14/10/2025",
+         lambda r: "ngày khảo sát" + date_txt_vi(r) + " không đọc được"),
+        ("empty_form", empty, "", lambda r: "no rated question answered", lambda r: "không trả lời câu hỏi nào"),
     ]
-    rule = pd.Series(None, index=text.index, dtype=object)
-    column = pd.Series(None, index=text.index, dtype=object)
-    reason = pd.Series(None, index=text.index, dtype=object)
-    reason_vi = pd.Series(None, index=text.index, dtype=object)
+    rule = np.full(n, None, dtype=object)
+    column = np.full(n, None, dtype=object)
+    reason = np.full(n, None, dtype=object)
+    reason_vi = np.full(n, None, dtype=object)
     for name, mask, col, en, vi in checks:
-        hit = mask.fillna(False).astype(bool) & rule.isna()
+        hit = np.asarray(mask, dtype=bool) & (rule == None)  # noqa: E711
         if not hit.any():
             continue
-        rule[hit] = name
-        column[hit] = col[hit] if isinstance(col, pd.Series) else col
-        reason[hit] = en[hit] if isinstance(en, pd.Series) else en
-        reason_vi[hit] = vi[hit] if isinstance(vi, pd.Series) else vi
-    return _Checked(typed=typed, raw_form_id=fid, raw_unit_id=text["unit_id"], rule=rule, column=column,
-                    reason=reason, reason_vi=reason_vi, item_codes=item_codes, notes=notes)
+        rows = np.flatnonzero(hit)
+        rule[rows] = name
+        column[rows] = col[rows] if isinstance(col, np.ndarray) else col
+        reason[rows] = np.asarray(en(rows), dtype=object)
+        reason_vi[rows] = np.asarray(vi(rows), dtype=object)
+
+    # Date problems of records that are otherwise fine or not: the record keeps its answers
+    outside_rows = _spread(outside_value, d_codes, False)
+    ambiguous_rows = _spread(ambiguous_value, d_codes, False)
+    problem = outside_rows | ambiguous_rows
+    rows = np.flatnonzero(problem)
+    date_rule = np.where(outside_rows[rows], "date_outside_year", "date_ambiguous")
+    date_problems = pd.DataFrame({
+        "source_file": source_file.to_numpy(dtype=object)[rows], "source_row": source_row[rows],
+        "form_id": _spread(np.where(fid_shown_v != "", fid_values, ""), fid_codes, "")[rows],
+        "unit_id": unit_shown[rows], "rule": date_rule,
+        "reason": np.where(outside_rows[rows], "survey date" + date_txt(rows) + f" is not in {year}; date left missing",
+                           "survey date" + date_txt(rows) + " is ambiguous (day and month both ≤ 12 in a file that "
+                           "mixes day-first and month-first dates); date left missing"),
+        "reason_vi": np.where(outside_rows[rows], "ngày khảo sát" + date_txt_vi(rows) + f" không thuộc năm {year}; "
+                              "bỏ trống ngày", "ngày khảo sát" + date_txt_vi(rows) + " không rõ ngày/tháng (tệp lẫn "
+                              "hai cách ghi ngày); bỏ trống ngày"),
+    }, columns=DATE_PROBLEM_COLUMNS)
+    if len(date_problems):
+        counts = date_problems["rule"].value_counts()
+        kinds = ", ".join(f"{DATE_RULES[r][0].split(';')[0]}: {k}" for r, k in counts.items())
+        notes.append(f"{src}: {len(date_problems)} survey date(s) set to missing, answers kept ({kinds})")
+    where = f"sheet {sheet_name!r}, header in row {head_row}" if sheet_name else f"header in row {head_row}"
+    if sheet_name:
+        notes.append(f"{src}: read {where}")
+    source = {"source_file": str(source_file.iloc[0]) if len(source_file) else Path(src).name,
+              "sheet": sheet_name or "", "header_row": int(head_row or 1), "rows_read": int(n_read),
+              "ignored_rows": int(ignore.sum()), "received": int(n)}
+    return _Checked(typed=typed, n=n, form_id_ok=fid_ok, rule=rule, column=column, reason=reason,
+                    reason_vi=reason_vi, form_id_shown=_spread(np.where(fid_shown_v != "", fid_values, ""),
+                                                               fid_codes, ""),
+                    unit_shown=unit_shown, item_codes=item_codes, notes=notes, ignored=ignored,
+                    date_problems=date_problems, source=source)
+
+
+def _value_messages(values: np.ndarray, unreadable: np.ndarray, outside: np.ndarray, col: str,
+                    lo: int | None, hi: int | None, allowed_txt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reason per distinct wrong value of a coded column, by kind; the value is shown only if harmless."""
+    shown, kind_en, kind_vi = _value_kinds(values)
+    expected = f"a whole number {lo}-{hi}" if allowed_txt is None else f"one of {allowed_txt}"
+    expected_vi = f"số nguyên {lo}-{hi}" if allowed_txt is None else f"một trong {allowed_txt}"
+    en = np.empty(len(values), dtype=object)
+    vi = np.empty(len(values), dtype=object)
+    for k in range(len(values)):
+        if unreadable[k]:
+            what = "text" if shown[k] else kind_en[k]
+            what_vi = "chữ" if shown[k] else kind_vi[k]
+            en[k] = f"{col}: {what} where {expected} was expected"
+            vi[k] = f"{col}: {what_vi} ở chỗ cần {expected_vi}"
+        elif outside[k]:
+            en[k] = f"{col} = {shown[k] or kind_en[k]}: number out of range; expected {expected} or empty"
+            vi[k] = f"{col} = {shown[k] or kind_vi[k]}: số ngoài khoảng; phải là {expected_vi} hoặc để trống"
+        else:
+            en[k] = f"{col} = {shown[k] or kind_en[k]}: not a whole number; expected {expected} or empty"
+            vi[k] = f"{col} = {shown[k] or kind_vi[k]}: không phải số nguyên; phải là {expected_vi} hoặc để trống"
+    return en, vi
+
+
+def _row_ranges(rows: np.ndarray, limit: int = 6) -> str:
+    """``[5, 6, 7, 9]`` -> ``"5-7, 9"`` (at most ``limit`` ranges, then "…")."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    if not len(rows):
+        return ""
+    breaks = np.flatnonzero(np.diff(rows) != 1)
+    starts = np.concatenate([[rows[0]], rows[breaks + 1]])
+    ends = np.concatenate([rows[breaks], [rows[-1]]])
+    parts = [f"{a}-{b}" if a != b else f"{a}" for a, b in zip(starts[:limit], ends[:limit])]
+    return ", ".join(parts) + (", …" if len(starts) > limit else "")
 
 
 def _finalize(parts: Sequence[_Checked], feedback_items: Sequence[str]) -> IntakeResult:
     """Concatenate checked files, flag duplicated form ids, split accepted/quarantine, summarize."""
     item_codes = list(dict.fromkeys(c for p in parts for c in p.item_codes))
-    typed = pd.concat([p.typed for p in parts], ignore_index=True)
+    n = sum(p.n for p in parts)
+
+    rule = np.concatenate([p.rule for p in parts])
+    column = np.concatenate([p.column for p in parts])
+    reason = np.concatenate([p.reason for p in parts])
+    reason_vi = np.concatenate([p.reason_vi for p in parts])
+    fid_ok = np.concatenate([p.form_id_ok for p in parts])
+    fid_shown = np.concatenate([p.form_id_shown for p in parts])
+    unit_shown = np.concatenate([p.unit_shown for p in parts])
+    source_file = np.concatenate([np.asarray(p.typed["source_file"], dtype=object) for p in parts])
+    source_row = np.concatenate([p.typed["source_row"] for p in parts]).astype(np.int64)
+    form_id = np.concatenate([np.asarray(p.typed["form_id"], dtype=object) for p in parts])
+
+    # Duplicated form ids (among ids that are well formed): compare only rows whose id repeats
+    key_codes, _ = pd.factorize(np.where(fid_ok, form_id, None), use_na_sentinel=True)
+    copies = np.bincount(key_codes[key_codes >= 0], minlength=max(int(key_codes.max(initial=-1)) + 1, 1))
+    n_copies = np.where(key_codes >= 0, copies[np.maximum(key_codes, 0)], 0)
+    dup = np.flatnonzero(n_copies > 1)
+    if len(dup):
+        compare = ["unit_id", "field", "channel", *item_codes, *DEMOGRAPHIC_COLUMNS, "education_other", "survey_date"]
+        digest = _row_digest(parts, compare, dup)
+        sub = pd.DataFrame({"key": key_codes[dup], "digest": digest, "pos": dup})
+        versions = sub.groupby("key")["digest"].transform("nunique").to_numpy()
+        first_pos = sub.groupby("key")["pos"].transform("first").to_numpy()
+        conflict = versions > 1
+        exact_later = ~conflict & (dup != first_pos)
+        take = conflict | exact_later
+        dup_rows = dup[take]
+        del digest
+        dup_en, dup_vi = _duplicate_reasons(source_file, source_row, form_id, n_copies, sub["key"].to_numpy(),
+                                            dup, first_pos, conflict, take)
+        names = np.array(["duplicate_exact", "duplicate_conflict"], dtype=object)
+        rule[dup_rows] = names[conflict[take].astype(np.intp)]
+        column[dup_rows] = "form_id"
+        reason[dup_rows] = None
+        reason_vi[dup_rows] = None
+    else:
+        dup_rows, dup_en, dup_vi = np.zeros(0, dtype=np.intp), None, None
+
+    bad = rule != None  # noqa: E711
+    good = np.flatnonzero(~bad)
+    accepted = pd.DataFrame(index=range(len(good)))
+    for col in ("form_id", "unit_id", "unit_type", "form", "field", "channel"):
+        accepted[col] = _take_column(parts, col, good).astype("str")
+    gave = np.zeros(len(good), dtype=bool)
     for col in item_codes:
-        if col not in typed.columns:
-            typed[col] = np.nan
-    rule = pd.concat([p.rule for p in parts], ignore_index=True)
-    column = pd.concat([p.column for p in parts], ignore_index=True)
-    reason = pd.concat([p.reason for p in parts], ignore_index=True)
-    reason_vi = pd.concat([p.reason_vi for p in parts], ignore_index=True)
-    raw_fid = pd.concat([p.raw_form_id for p in parts], ignore_index=True)
-    raw_uid = pd.concat([p.raw_unit_id for p in parts], ignore_index=True)
+        values = _take_column(parts, col, good).astype(np.float64)
+        accepted[col] = values
+        if col in feedback_items:
+            gave |= ~np.isnan(values)
+    for col in DEMOGRAPHIC_COLUMNS:
+        accepted[col] = _take_column(parts, col, good).astype(np.float64)
+    other = _take_column(parts, "education_other", good)
+    accepted["education_other"] = pd.Series(other, dtype="str").where(pd.notna(other), None).astype(object)
+    accepted["survey_date"] = pd.to_datetime(_take_column(parts, "survey_date", good))
+    accepted["gave_feedback"] = gave
+    accepted["source_file"] = pd.Series(source_file[good], dtype="str")
+    accepted["source_row"] = source_row[good]
 
-    # Duplicated form ids (among ids that are well formed)
-    id_ok = ~rule.isin(_FORM_ID_RULES)
-    key = typed["form_id"].where(id_ok)
-    compare = ["form_id", "unit_id", "field", "channel", *item_codes, *DEMOGRAPHIC_COLUMNS, "education_other",
-               "survey_date"]
-    digest = pd.Series(pd.util.hash_pandas_object(typed[compare].astype("string"), index=False).to_numpy(),
-                       index=typed.index)
-    grouped = digest.groupby(key)
-    copies = key.map(key.value_counts()).fillna(0)
-    versions = grouped.transform("nunique").reindex(typed.index)
-    conflict = id_ok & (copies > 1) & (versions > 1)
-    exact_later = id_ok & (copies > 1) & (versions == 1) & key.duplicated(keep="first") & key.notna()
-    first_file = typed["source_file"].groupby(key).transform("first").reindex(typed.index)
-    first_row = typed["source_row"].groupby(key).transform("first").reindex(typed.index)
-    fid = _str_of(typed["form_id"])
-    where_first = _str_of(first_file) + " row " + _str_of(first_row.astype("Int64"))
-    n_copies = _str_of(copies.astype("Int64"))
-    dup_rule = pd.Series(None, index=typed.index, dtype=object)
-    dup_rule[conflict] = "duplicate_conflict"
-    dup_rule[exact_later] = "duplicate_exact"
-    take = dup_rule.notna()
-    rule = rule.where(~take, dup_rule)
-    column = column.where(~take, "form_id")
-    located = _str_of(typed["source_file"]) + " row " + _str_of(typed["source_row"])
-    all_rows = key.map(located[conflict].groupby(key[conflict]).agg("; ".join)) if conflict.any() else key
-    all_rows = _str_of(all_rows.where(conflict))
-    en = pd.Series(np.where(conflict, "form id '" + fid + "' appears " + n_copies
-                            + " times with different answers (" + all_rows + "); all copies set aside",
-                            "exact duplicate of " + where_first + " (form id '" + fid + "')"), index=typed.index)
-    vi = pd.Series(np.where(conflict, "mã số phiếu '" + fid + "' xuất hiện " + n_copies
-                            + " lần với nội dung khác nhau (" + all_rows + "); loại tất cả các bản",
-                            "trùng lặp hoàn toàn với " + where_first + " (mã số phiếu '" + fid + "')"),
-                   index=typed.index)
-    reason = reason.where(~take, en)
-    reason_vi = reason_vi.where(~take, vi)
-
-    bad = rule.notna()
-    gave = typed[[c for c in feedback_items if c in typed.columns]].notna().any(axis=1)
-    typed["gave_feedback"] = gave.astype(bool)
-    order = ["form_id", "unit_id", "unit_type", "form", "field", "channel", *item_codes, *DEMOGRAPHIC_COLUMNS,
-             "education_other", "survey_date", "gave_feedback", "source_file", "source_row"]
-    accepted = typed.loc[~bad, order].reset_index(drop=True)
-    for col in ("form_id", "unit_id", "unit_type", "form", "field", "channel", "education_other", "source_file"):
-        accepted[col] = accepted[col].astype("str")
-    for col in (*item_codes, *DEMOGRAPHIC_COLUMNS):
-        accepted[col] = accepted[col].astype(float)
-
-    unit_reported = typed["unit_id"].fillna(raw_uid).fillna("(missing)").astype(str)
     quarantine = pd.DataFrame({
-        "source_file": typed["source_file"].astype(str), "source_row": typed["source_row"],
-        "form_id": raw_fid.fillna("").astype(str), "unit_id": unit_reported,
-        "column": column.fillna("").astype(str), "rule": rule, "reason": reason, "reason_vi": reason_vi,
-    }).loc[bad, QUARANTINE_COLUMNS].reset_index(drop=True)
+        "source_file": source_file[bad], "source_row": source_row[bad],
+        "form_id": fid_shown[bad], "unit_id": unit_shown[bad],
+        "column": np.where(column[bad] == None, "", column[bad]),  # noqa: E711
+        "rule": rule[bad]}, columns=QUARANTINE_COLUMNS[:6])
+    if dup_en is not None:  # reasons of duplicates stay in Arrow: one long text per copy adds up on big files
+        in_quarantine = np.cumsum(bad) - 1
+        quarantine["reason"] = _merge_text(reason[bad], in_quarantine[dup_rows], dup_en)
+        quarantine["reason_vi"] = _merge_text(reason_vi[bad], in_quarantine[dup_rows], dup_vi)
+    else:
+        quarantine["reason"] = pd.Series(reason[bad], dtype="str")
+        quarantine["reason_vi"] = pd.Series(reason_vi[bad], dtype="str")
 
-    summary = (pd.DataFrame({"source_file": typed["source_file"].astype(str), "unit_id": unit_reported,
-                             "accepted": ~bad, "quarantined": bad})
+    summary = (pd.DataFrame({"source_file": source_file, "unit_id": unit_shown, "accepted": ~bad, "quarantined": bad})
                .groupby(["source_file", "unit_id"], sort=True)
                .agg(received=("accepted", "size"), accepted=("accepted", "sum"), quarantined=("quarantined", "sum"))
                .reset_index())
     summary[["received", "accepted", "quarantined"]] = summary[["received", "accepted", "quarantined"]].astype(np.int64)
     summary = summary[SUMMARY_COLUMNS]
+    summary["source_file"] = summary["source_file"].astype(object)
+    summary["unit_id"] = summary["unit_id"].astype(object)
     if not ((summary["received"] == summary["accepted"] + summary["quarantined"]).all()
-            and len(accepted) + len(quarantine) == len(typed) == int(summary["received"].sum())):
+            and len(accepted) + len(quarantine) == n == int(summary["received"].sum())):
         raise AssertionError("intake lost or double-counted records: received != accepted + quarantined")
-    notes = tuple(n for p in parts for n in p.notes)
-    return IntakeResult(accepted=accepted, quarantine=quarantine, summary=summary, notes=notes)
+    notes = tuple(note for p in parts for note in p.notes)
+    ignored = pd.concat([p.ignored for p in parts], ignore_index=True) if parts else pd.DataFrame(columns=IGNORED_COLUMNS)
+    date_problems = pd.concat([p.date_problems for p in parts], ignore_index=True)
+    sources = pd.DataFrame([p.source for p in parts], columns=SOURCE_COLUMNS)
+    return IntakeResult(accepted=accepted, quarantine=quarantine, summary=summary, notes=notes,
+                        ignored=ignored[IGNORED_COLUMNS], date_problems=date_problems[DATE_PROBLEM_COLUMNS],
+                        sources=sources)
+
+
+def _duplicate_reasons(source_file: np.ndarray, source_row: np.ndarray, form_id: np.ndarray,
+                       n_copies: np.ndarray, key: np.ndarray, dup: np.ndarray, first_pos: np.ndarray,
+                       conflict: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reasons (en, vi) of the duplicated records set aside (``dup[take]``), built with Arrow string
+    kernels: a file with many copies must not hold several Python strings per row while they are built."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(values: np.ndarray) -> pa.Array:
+        return pc.cast(pa.array(values), pa.string())
+
+    def join(*parts) -> pa.Array:
+        return pc.binary_join_element_wise(*parts, "")
+
+    fid = text(form_id[dup][take])
+    first = join(text(source_file[first_pos][take]), " row ", text(source_row[first_pos][take]))
+    conflict = conflict[take]
+    copies_txt = text(n_copies[dup][take])
+    where = np.full(int(take.sum()), "", dtype=object)
+    if conflict.any():  # where the conflicting copies are (the first five)
+        rows = dup[take][conflict]
+        keys = key[take][conflict]
+        located = join(text(source_file[rows]), " row ", text(source_row[rows])).to_numpy(zero_copy_only=False)
+        listing = pd.Series(located, dtype=object).groupby(keys).agg(
+            lambda s: "; ".join(s.iloc[:5]) + ("; …" if len(s) > 5 else ""))
+        where[conflict] = pd.Series(keys).map(listing).to_numpy(dtype=object)
+    where = pa.array(where, type=pa.string())
+    c, e = np.flatnonzero(conflict), np.flatnonzero(~conflict)
+    order = np.argsort(np.concatenate([c, e]), kind="stable")  # back to the order of dup[take]
+    en = pa.concat_arrays([
+        join("form id '", fid.take(c), "' appears ", copies_txt.take(c), " times with different answers (",
+             where.take(c), "); all copies set aside"),
+        join("exact duplicate of ", first.take(e), " (form id '", fid.take(e), "')")]).take(order)
+    vi = pa.concat_arrays([
+        join("mã số phiếu '", fid.take(c), "' xuất hiện ", copies_txt.take(c), " lần với nội dung khác nhau (",
+             where.take(c), "); loại tất cả các bản"),
+        join("trùng lặp hoàn toàn với ", first.take(e), " (mã số phiếu '", fid.take(e), "')")]).take(order)
+    return en, vi
+
+
+def _merge_text(values: np.ndarray, positions: np.ndarray, replacement) -> pd.Series:
+    """``values`` (object) with the entries at ``positions`` replaced by the Arrow strings ``replacement``,
+    as a pandas ``str`` column built in Arrow (no Python string per replaced row)."""
+    import pyarrow as pa
+
+    keep = np.ones(len(values), dtype=bool)
+    keep[positions] = False
+    kept = pa.array(values[keep], type=pa.string())
+    order = np.argsort(np.concatenate([np.flatnonzero(keep), positions]), kind="stable")
+    merged = pa.concat_arrays([kept, replacement.cast(pa.string())]).take(pa.array(order))
+    pa.default_memory_pool().release_unused()
+    return pd.Series(pd.array(merged, dtype="str"))
+
+
+def _row_digest(parts: Sequence[_Checked], columns: Sequence[str], positions: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of the typed values of rows ``positions`` (over all parts), one column at a time.
+
+    Text columns are hashed through ids of their distinct values shared by all parts, numbers and
+    dates through their bits, so no row is ever turned into strings; two rows with the same typed
+    answers get the same digest (collisions are possible in principle, at 2**-64 per pair).
+    """
+    digest = np.zeros(len(positions), dtype=np.uint64)
+    for name in columns:
+        pieces, offset, ids = [], 0, {}
+        for p in parts:
+            local = positions[(positions >= offset) & (positions < offset + p.n)] - offset
+            values = p.typed.get(name)
+            if values is None:
+                pieces.append(np.full(len(local), -1, dtype=np.int64))
+            elif isinstance(values, pd.Categorical):
+                cats = [ids.setdefault(v, len(ids)) for v in values.categories]
+                pieces.append(_spread(np.asarray(cats, dtype=np.int64), values.codes[local], -1))
+            else:
+                arr = np.asarray(values)[local]
+                if arr.dtype.kind == "f":
+                    arr = np.where(np.isnan(arr), np.nan, arr).astype(np.float64).view(np.int64)
+                pieces.append(arr.view(np.int64) if arr.dtype.kind == "M" else arr.astype(np.int64))
+            offset += p.n
+        column = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            digest = (digest * np.uint64(1_000_003)) ^ pd.util.hash_array(column)
+    return digest
+
+
+def _take_column(parts: Sequence[_Checked], name: str, positions: np.ndarray) -> np.ndarray:
+    """Rows ``positions`` (over all parts, in order) of one typed column, as a plain array."""
+    pieces, offset = [], 0
+    for p in parts:
+        local = positions[(positions >= offset) & (positions < offset + p.n)] - offset
+        values = p.typed.get(name)
+        if values is None:
+            pieces.append(np.full(len(local), np.nan, dtype=np.float32))
+        elif isinstance(values, pd.Categorical):
+            pieces.append(np.asarray(values.take(local), dtype=object))
+        else:
+            pieces.append(np.asarray(values)[local])
+        offset += p.n
+    if any(x.dtype == object for x in pieces):
+        pieces = [x.astype(object) for x in pieces]
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=object)
+    return np.concatenate(pieces) if pieces else np.zeros(0)
 
 
 def _feedback_items(instruments: Iterable[Instrument | None]) -> list[str]:
@@ -819,7 +1443,7 @@ def _feedback_items(instruments: Iterable[Instrument | None]) -> list[str]:
 
 def validate_responses(responses: pd.DataFrame, units: pd.DataFrame,
                        instrument: Instrument | str | None = None,
-                       sample: pd.DataFrame | None = None) -> IntakeResult:
+                       sample: pd.DataFrame | None = None, year: int | None = None) -> IntakeResult:
     """Validate returned questionnaires against the instrument and the units registry.
 
     Parameters
@@ -835,12 +1459,16 @@ def validate_responses(responses: pd.DataFrame, units: pd.DataFrame,
     sample
         Optional fielded sample (``form_id``): records whose form id was never issued are
         quarantined (``form_id_not_issued``).
+    year
+        The survey's year: a survey date in another year is set to missing (answers kept) and
+        listed in ``date_problems``. ``None`` skips that check.
 
     Returns
     -------
     IntakeResult
-        ``accepted``, ``quarantine`` (one reason per record, rules in :data:`RULES` order) and
-        ``summary`` (received = accepted + quarantined by file and unit).
+        ``accepted``, ``quarantine`` (one reason per record, rules in :data:`RULES` order),
+        ``summary`` (received = accepted + quarantined by file and unit), ``ignored`` (rows that
+        are not questionnaires), ``date_problems`` and ``sources``.
 
     Raises
     ------
@@ -848,17 +1476,19 @@ def validate_responses(responses: pd.DataFrame, units: pd.DataFrame,
         File-level problems: a required column is missing, or a whole column cannot be read.
     """
     inst = _as_instrument(instrument)
-    checked = _check_records(responses, units, inst, sample)
+    checked = _check_records(responses, units, inst, sample, year)
     return _finalize([checked], _feedback_items([inst]))
 
 
 def intake_files(files: Mapping[str | os.PathLike, Instrument | str | None] | Sequence[str | os.PathLike],
                  units: pd.DataFrame, sample: pd.DataFrame | None = None,
-                 column_map: Mapping[str, str] | None = None) -> IntakeResult:
+                 column_map: Mapping[str, str] | None = None, year: int | None = None,
+                 sheet: str | int | None = None, header_row: int | None = None) -> IntakeResult:
     """Read and validate several response files together (duplicates are found across files).
 
     ``files`` maps each path to its form (id, :class:`Instrument` or ``None`` = by unit type),
-    or is a list of paths (form chosen by unit type).
+    or is a list of paths (form chosen by unit type). ``year``: see :func:`validate_responses`;
+    ``sheet``, ``header_row``: see :func:`read_table` (used for Excel files; ``""``/0 = find).
     """
     spec = dict(files) if isinstance(files, Mapping) else {f: None for f in files}
     if not spec:
@@ -867,13 +1497,16 @@ def intake_files(files: Mapping[str | os.PathLike, Instrument | str | None] | Se
     for path, form in spec.items():
         inst = _as_instrument(form)
         insts.append(inst)
-        parts.append(_check_records(read_table(path, column_map=column_map), units, inst, sample))
+        table = read_table(path, column_map=column_map, sheet=sheet, header_row=header_row)
+        parts.append(_check_records(table, units, inst, sample, year))
+        del table
     return _finalize(parts, _feedback_items(insts))
 
 
 def intake_year(data_dir: str | os.PathLike, units: pd.DataFrame | None = None,
                 files: Mapping[str, Instrument | str | None] | Sequence[str] | None = None,
-                check_sample: bool = True) -> IntakeResult:
+                check_sample: bool = True, year: int | None = None, sheet: str | int | None = None,
+                header_row: int | None = None) -> IntakeResult:
     """Take in a year's returned questionnaires from ``data_dir``.
 
     Parameters
@@ -888,6 +1521,12 @@ def intake_year(data_dir: str | os.PathLike, units: pd.DataFrame | None = None,
         district form).
     check_sample
         When ``data_dir/sample.csv`` exists, quarantine form ids that were never issued.
+    year
+        The survey's year (settings ``common.year``): survey dates outside it are set to missing,
+        answers kept (``date_problems``). ``None`` skips the check.
+    sheet, header_row
+        Excel sheet and header row (settings ``intake_quality.sheet`` / ``header_row``; ``""`` and
+        0 mean: find them). See :func:`read_table`.
     """
     data_dir = Path(data_dir)
     if units is None:
@@ -898,22 +1537,24 @@ def intake_year(data_dir: str | os.PathLike, units: pd.DataFrame | None = None,
     sample = None
     if check_sample and (data_dir / "sample.csv").exists():
         sample = pd.read_csv(data_dir / "sample.csv", dtype={"form_id": str}, usecols=["form_id"])
-    return intake_files(spec, units, sample=sample)
+    return intake_files(spec, units, sample=sample, year=year, sheet=sheet, header_row=header_row)
 
 
 def write_quarantine(result: IntakeResult, paths) -> Path:
-    """Write ``quarantine/quarantine.csv`` (UTF-8 with BOM so Excel shows Vietnamese) and return its path.
+    """Write ``quarantine/quarantine.csv`` for people to open in Excel and return its path.
 
-    ``paths`` is a :class:`sipas_lib.config.RunPaths` (or anything with a ``quarantine`` folder).
+    Written with :func:`sipas_lib.spreadsheet.write_csv` (UTF-8 with BOM so Excel shows Vietnamese;
+    a text cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR is neutralised so it never runs as
+    a formula). ``paths`` is a :class:`sipas_lib.config.RunPaths` (or anything with a
+    ``quarantine`` folder). The table holds no personal columns and no personal values: wrong
+    values are described by kind (see :func:`validate_responses`).
     """
     folder = Path(paths.quarantine)
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / "quarantine.csv"
     leak = set(result.quarantine.columns) & set(PERSONAL_COLUMNS)
     if leak:
         raise ValueError(f"quarantine table carries personal columns {sorted(leak)}")
-    result.quarantine.to_csv(target, index=False, encoding="utf-8-sig")
-    return target
+    return write_csv(result.quarantine, target)
 
 
 def quarantine_counts(quarantine: pd.DataFrame, by: Sequence[str] = ("rule",)) -> pd.DataFrame:
@@ -933,13 +1574,18 @@ def quarantine_counts(quarantine: pd.DataFrame, by: Sequence[str] = ("rule",)) -
 # --------------------------------------------------------------------------------------------
 
 def response_rates(sample: pd.DataFrame, accepted: pd.DataFrame, by: Sequence[str] = ("unit_id",),
-                   units: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Issued versus returned-and-accepted questionnaires.
+                   units: pd.DataFrame | None = None,
+                   received: pd.DataFrame | pd.Series | None = None) -> pd.DataFrame:
+    """Issued versus returned questionnaires, counted as distinct issued form ids.
 
     .. math:: RR_g = \\frac{\\#\\{i \\in S_g : i \\text{ returned and accepted}\\}}{\\#S_g}
+              \\qquad
+              R_g = \\frac{\\#\\{i \\in S_g : i \\text{ came back (accepted or set aside)}\\}}{\\#S_g}
 
-    where :math:`S_g` are the issued forms (``sample.csv``) of group *g* (AAPOR RR1 with
-    eligibility assumed for every issued form; AAPOR Standard Definitions, 2023).
+    where :math:`S_g` are the distinct issued form ids (``sample.csv``) of group *g* (AAPOR RR1
+    with eligibility assumed for every issued form; AAPOR Standard Definitions, 2023). Both count
+    *issued form ids*, not records: a form keyed twice, a copy in two files, a total row or a
+    record whose id was never issued adds nothing, so neither rate can pass 100 %.
 
     Parameters
     ----------
@@ -950,16 +1596,21 @@ def response_rates(sample: pd.DataFrame, accepted: pd.DataFrame, by: Sequence[st
     by
         Grouping columns of ``sample`` (empty for one overall row). ``unit_type`` is looked up in
         ``units`` when the sample lacks it.
+    received
+        Optional: every record that came back (``form_id`` column, or the form ids themselves),
+        accepted and quarantined alike — e.g. ``pd.concat([result.accepted["form_id"],
+        result.quarantine["form_id"]])``. Adds ``received`` and ``return_rate`` (:math:`R_g`).
 
     Returns
     -------
     DataFrame
-        ``by..., issued, returned, response_rate``.
+        ``by..., issued, returned, response_rate`` (+ ``received, return_rate`` with ``received``).
     """
     by = list(by)
     if "form_id" not in sample.columns or "form_id" not in accepted.columns:
         raise ValueError("response_rates: both sample and accepted need a form_id column")
-    issued = sample.drop_duplicates("form_id").copy()
+    issued = sample.assign(form_id=sample["form_id"].astype("string").str.strip())
+    issued = issued.loc[issued["form_id"].notna()].drop_duplicates("form_id").copy()
     if "unit_type" in by and "unit_type" not in issued.columns:
         if units is None:
             raise ValueError("response_rates: by unit_type needs the units table (units=...)")
@@ -967,15 +1618,27 @@ def response_rates(sample: pd.DataFrame, accepted: pd.DataFrame, by: Sequence[st
     missing = [c for c in by if c not in issued.columns]
     if missing:
         raise ValueError(f"response_rates: sample has no column(s) {missing}; it has {list(sample.columns)}")
-    issued["returned"] = issued["form_id"].astype(str).isin(set(accepted["form_id"].astype(str)))
+
+    def came_back(records: pd.DataFrame | pd.Series) -> pd.Series:
+        ids = records["form_id"] if isinstance(records, pd.DataFrame) else records
+        return issued["form_id"].isin(pd.unique(ids.astype("string").str.strip().dropna()))
+
+    issued["returned"] = came_back(accepted)
+    agg = {"issued": ("form_id", "size"), "returned": ("returned", "sum")}
+    if received is not None:
+        issued["received"] = came_back(received)
+        agg["received"] = ("received", "sum")
     if by:
-        out = issued.groupby(by, sort=True, dropna=False).agg(issued=("form_id", "size"),
-                                                              returned=("returned", "sum")).reset_index()
+        out = issued.groupby(by, sort=True, dropna=False).agg(**agg).reset_index()
     else:
-        out = pd.DataFrame({"issued": [len(issued)], "returned": [int(issued["returned"].sum())]})
-    out["issued"] = out["issued"].astype(np.int64)
-    out["returned"] = out["returned"].astype(np.int64)
+        out = pd.DataFrame({name: [issued[col].size if how == "size" else int(issued[col].sum())]
+                            for name, (col, how) in agg.items()})
+    counts = list(agg)
+    out[counts] = out[counts].astype(np.int64)
     out["response_rate"] = out["returned"] / out["issued"]
+    if received is not None:
+        out["return_rate"] = out["received"] / out["issued"]
+        out = out[[*by, "issued", "returned", "response_rate", "received", "return_rate"]]
     return out
 
 

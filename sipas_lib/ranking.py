@@ -35,7 +35,7 @@ Result tables (column names are a contract; the annual report and scorecards rea
 ``empirical_bayes`` -> ``unit, estimate, se, eb_estimate, eb_se, shrinkage, expected_rank,
     prob_top_k``; the hyper-parameters ``mu``, ``tau2`` and ``method`` are in every row too.
 ``funnel_limits`` -> ``n, level, centre, lower, upper``; ``funnel_points`` -> ``unit, estimate,
-    n, centre, z, outside_95, outside_998, position`` (above|below|within).
+    n, centre, z, outside_95, outside_998, outside_level, position`` (above|below|within at ``level``).
 """
 
 from __future__ import annotations
@@ -658,12 +658,16 @@ def funnel_points(
     n: str = "n",
     centre: float | None = None,
     deff: float = 1.0,
+    level: float = 0.95,
 ) -> pd.DataFrame:
     r"""Position of each unit on the funnel plot: ``z = (p_j - p_0)/\sqrt{deff\,p_0(1-p_0)/n_j}``.
 
     ``centre`` defaults to the n-weighted mean of the estimates. Flags units outside the 95 %
-    and 99.8 % limits. Returns ``unit, estimate, n, centre, z, outside_95, outside_998, position``.
+    and 99.8 % limits (``outside_95``, ``outside_998``) and outside the limits at ``level``
+    (``outside_level``; ``position`` above|below|within at ``level``). Returns ``unit, estimate,
+    n, centre, z, outside_95, outside_998, outside_level, position``.
     """
+    level = _check_level(level)
     for col in (unit, estimate, n):
         if col not in df.columns:
             raise ValueError(f"column {col!r} not found; available: {list(df.columns)}")
@@ -677,6 +681,7 @@ def funnel_points(
         raise ValueError(f"funnel centre must be a share between 0 and 1, got {centre}")
     z = (p - centre) / np.sqrt(deff * centre * (1 - centre) / nn)
     z95, z998 = stats.norm.ppf(0.975), stats.norm.ppf(0.999)
+    z_level = stats.norm.ppf((1 + level) / 2)
     return pd.DataFrame(
         {
             "unit": df[unit].to_numpy(),
@@ -686,7 +691,8 @@ def funnel_points(
             "z": z,
             "outside_95": np.abs(z) > z95,
             "outside_998": np.abs(z) > z998,
-            "position": np.where(z > z95, "above", np.where(z < -z95, "below", "within")),
+            "outside_level": np.abs(z) > z_level,
+            "position": np.where(z > z_level, "above", np.where(z < -z_level, "below", "within")),
         }
     )
 

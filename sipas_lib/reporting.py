@@ -10,7 +10,6 @@ The module also holds what every published page needs:
 * **escaping** — every string that comes from data (unit names, free-text answers, overdue
   reasons) is escaped before it reaches Markdown or HTML (:func:`esc`, :func:`md_escape`,
   :func:`html_table`), so a unit called ``<script>alert(1)</script>`` is shown, never run;
-* **publishability** — cells with too few respondents are flagged (:func:`publishable_flags`);
 * **charts** — a greyscale-readable matplotlib style and a helper that puts title, axis labels,
   units and *n* on every chart (:func:`chart_style`, :func:`finish_chart`).
 
@@ -30,13 +29,6 @@ from sipas_lib.texts import load_texts
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-
-#: Fewest respondents for a unit's index to be published and ranked (plan 143/KH-UBND does not
-#: fix one; 30 is the usual floor for a proportion's normal-approximation CI).
-MIN_PUBLISH_N = 30
-#: Fewest respondents for a single criterion's index to be shown without a warning.
-MIN_PUBLISH_N_ITEM = 10
-
 
 def _check_lang(lang: str) -> str:
     if lang not in LANGUAGES:
@@ -124,14 +116,11 @@ def fmt_rank_set(rank: Any, low: Any, high: Any, total: int | None = None, lang:
     return text
 
 
-def share_scale(values: Iterable[float]) -> float:
-    """Return the factor that turns index values into percent: 100 for shares (0-1), 1 otherwise.
-
-    Result tables store criterion indices as shares (p = Σw·1[y≥4] / Σw); a table already in
-    percent (any value above 1.5) is detected and left as it is.
-    """
-    finite = [float(v) for v in values if not _is_missing(v)]
-    return 1.0 if finite and max(finite) > 1.5 else 100.0
+def fmt_range(low: Any, high: Any) -> str:
+    """A range of whole numbers, e.g. a rank confidence set: ``(1, 6) -> '1–6'``; ``'–'`` when missing."""
+    if _is_missing(low) or _is_missing(high):
+        return "–"
+    return f"{int(low)}–{int(high)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,46 +217,6 @@ details {margin: 0.3em 0;} details summary {cursor: pointer; font-weight: bold;}
              margin: 0.6em 0;}
 </style>
 """
-
-
-# --------------------------------------------------------------------------------------------
-# publishability
-# --------------------------------------------------------------------------------------------
-
-
-def publishable_flags(df: "pd.DataFrame", n_col: str = "n", min_n: int = MIN_PUBLISH_N,
-                      lang: str = "vi") -> "pd.DataFrame":
-    """Add ``publishable`` (bool) and ``flag`` (reader's text) columns from a respondent count.
-
-    A cell is publishable when ``n >= min_n``; otherwise its estimate is too imprecise to be
-    ranked or compared and reports show it greyed out with the flag text instead of a rank.
-    Missing counts are treated as 0. A ``publishable`` column already in ``df`` (stage 50 sets
-    one) is respected: a row it marks unpublishable stays flagged.
-
-    Parameters
-    ----------
-    df
-        Table with a respondent count column.
-    n_col
-        Name of that column.
-    min_n
-        Fewest respondents needed (default :data:`MIN_PUBLISH_N`).
-    """
-    _check_lang(lang)
-    if n_col not in df.columns:
-        raise ValueError(f"publishable_flags: column {n_col!r} not found "
-                         f"(columns: {', '.join(map(str, df.columns))})")
-    if min_n < 1:
-        raise ValueError(f"publishable_flags: min_n must be at least 1, got {min_n}")
-    out = df.copy()
-    n = out[n_col].fillna(0).astype(float)
-    mine = (n >= min_n).to_numpy()
-    if "publishable" in out.columns:  # stage 50's flag is kept; a stricter min_n can only add flags
-        mine = mine & out["publishable"].fillna(False).astype(bool).to_numpy()
-    out["publishable"] = mine
-    text = label("flag_too_few", lang, min_n=fmt_num(min_n, lang=lang))
-    out["flag"] = [("" if ok else text) for ok in out["publishable"]]
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,8 +346,12 @@ def finish_chart(ax: Any, *, title: str, xlabel: str, ylabel: str, n: int | None
         if not str(text).strip():
             raise ValueError(f"finish_chart: the chart's {name} is empty; every chart needs a "
                              "title and both axis labels")
+    import textwrap
+
     full = title if n is None else f"{title} (n = {fmt_num(n, lang=lang)})"
-    ax.set_title(full, loc="left")
+    # wrap a long title to the figure's width (about 9.5 characters per inch at 11 pt)
+    width = max(40, int(ax.figure.get_figwidth() * 9.5))
+    ax.set_title(textwrap.fill(full, width), loc="left")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if source:
@@ -416,39 +369,8 @@ def pct_axis(ax: Any, axis: str = "x", lang: str = "vi", decimals: int = 0) -> A
 
 
 # --------------------------------------------------------------------------------------------
-# report support: reading results, showing text and tables
+# showing text, tables and figures (results are read with sipas_lib.schemas.read_result)
 # --------------------------------------------------------------------------------------------
-
-
-def read_result(paths: Any, name: str, columns: Sequence[str] | None = None) -> "pd.DataFrame | None":
-    """Read ``results/<name>.parquet`` (or ``.csv``) of a run, or ``None`` when it is missing.
-
-    A report shows "not available in this run" for a ``None`` instead of failing, so it degrades
-    gracefully when an earlier stage did not produce the table. ``columns`` lists columns the
-    report needs: a table without them is treated as missing too.
-    """
-    import pandas as pd
-    from pathlib import Path
-
-    folder = Path(getattr(paths, "results", paths))
-    for suffix in (".parquet", ".csv"):
-        path = folder / f"{name}{suffix}"
-        if path.exists():
-            try:
-                table = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
-            except Exception:  # unreadable file: the report says it is not available
-                return None
-            if columns and any(c not in table.columns for c in columns):
-                return None
-            return table
-    return None
-
-
-def first_column(df: "pd.DataFrame | None", *candidates: str) -> str | None:
-    """The first of ``candidates`` that is a column of ``df`` (``None`` if none is)."""
-    if df is None:
-        return None
-    return next((c for c in candidates if c in df.columns), None)
 
 
 def show(markdown: str) -> None:
@@ -463,6 +385,21 @@ def show_html(html_text: str) -> None:
     from IPython.display import HTML, display
 
     display(HTML(html_text))
+
+
+def show_figure(fig: Any) -> None:
+    """Display a matplotlib figure (e.g. from :mod:`sipas_lib.charts`) as an embedded PNG.
+
+    The image is rendered here, not by the notebook's matplotlib backend, so a figure built
+    without ``pyplot`` shows exactly once and the HTML page opens offline.
+    """
+    import io
+
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
+    display(Image(buffer.getvalue(), format="png"))
 
 
 def show_table(df: "pd.DataFrame", caption: str | None = None, flag_column: str | None = None) -> None:
@@ -489,56 +426,6 @@ def not_available(what: str, lang: str = "vi") -> str:
     return narrate("not_available", lang, what=what)
 
 
-def overall_indices(indices: "pd.DataFrame") -> "pd.DataFrame":
-    """The unit-level overall index rows of an ``indices`` table (``level == "overall"``)."""
-    if "level" not in indices.columns:
-        raise ValueError("indices table has no 'level' column (expected item|element|overall)")
-    return indices.loc[indices["level"] == "overall"].drop_duplicates("unit_id").reset_index(drop=True)
-
-
-def weakest_criteria(priorities: "pd.DataFrame | None", indices: "pd.DataFrame | None" = None,
-                     unit_id: str | None = None, k: int = 3,
-                     min_n: int = MIN_PUBLISH_N_ITEM) -> "pd.DataFrame":
-    """The ``k`` weakest criteria of one unit (or of every unit when ``unit_id`` is None).
-
-    Reads the stage-50 ``priorities`` table (``rank_in_unit``, 1 = weakest); when the run has none,
-    it is computed from ``indices`` with :func:`sipas_lib.index.improvement_priorities` (the
-    module that owns the rule). Returns ``unit_id, code, estimate, ...`` ordered by unit and rank;
-    empty when neither table is available.
-    """
-    import pandas as pd
-
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    table = priorities
-    if table is None or not {"unit_id", "code", "rank_in_unit"} <= set(table.columns):
-        if indices is None:
-            return pd.DataFrame(columns=["unit_id", "code", "estimate", "rank_in_unit"])
-        from sipas_lib.index import improvement_priorities
-
-        try:
-            table = improvement_priorities(indices, n_weakest=k, min_n=min_n)
-        except ValueError:
-            return pd.DataFrame(columns=["unit_id", "code", "estimate", "rank_in_unit"])
-    out = table.loc[table["rank_in_unit"] <= k]
-    if unit_id is not None:
-        out = out.loc[out["unit_id"].astype(str) == str(unit_id)]
-    return out.sort_values(["unit_id", "rank_in_unit"], kind="stable").reset_index(drop=True)
-
-def city_rows(city: "pd.DataFrame | None", group: str) -> "pd.DataFrame | None":
-    """Rows of ``city_indices`` for ``group`` (``department``, ``district`` or ``all``).
-
-    The group is read from the first of the columns ``scope`` (stage 50's name), ``group``,
-    ``unit_type``, ``unit_id`` present; ``None`` when the table or the group is missing.
-    """
-    col = first_column(city, "scope", "group", "unit_type", "unit_id")
-    if col is None:
-        return None
-    keys = {"all": ("all", "city", "total", "both")}.get(group, (group,))
-    sub = city.loc[city[col].astype(str).str.lower().isin(keys)]
-    return None if sub.empty else sub.reset_index(drop=True)
-
-
 def item_texts(lang: str = "vi", unit_type: str = "district") -> dict[str, str]:
     """Criterion and element code -> short text from the instrument (code itself as fallback)."""
     _check_lang(lang)
@@ -562,144 +449,3 @@ def shorten(text: str, width: int = 70) -> str:
         return text
     cut = text[: width - 1].rsplit(" ", 1)[0]
     return cut + "…"
-
-
-
-
-_METHOD = {
-    "vi": """
-**Đối tượng và mẫu.** Tổng thể là các cá nhân, tổ chức đã giao dịch và nhận kết quả giải quyết thủ tục hành chính
-(TTHC) tại Bộ phận Một cửa của các sở, ban, ngành và UBND các quận, huyện, thị xã trong năm. Mẫu được chọn ngẫu
-nhiên phân tầng (tầng h = đơn vị × lĩnh vực × kênh giao dịch) từ danh sách giao dịch; phiếu được phát qua Bưu điện
-hoặc trực tiếp tại Bộ phận Một cửa. Phiếu thu về = phiếu hợp lệ + phiếu bị loại (mỗi phiếu bị loại có một lý do).
-
-**Hài lòng.** Mỗi tiêu chí được chấm 1–5; người trả lời *hài lòng* khi chọn 4 (Hài lòng) hoặc 5 (Rất hài lòng).
-
-**Chỉ số tiêu chí** (tiêu chí i, trọng số w<sub>j</sub> của phiếu j):
-p<sub>i</sub> = Σ<sub>j</sub> w<sub>j</sub>·1[y<sub>ij</sub> ≥ 4] / Σ<sub>j</sub> w<sub>j</sub>·1[y<sub>ij</sub> có trả lời].
-
-**Chỉ số yếu tố** (yếu tố e gồm các tiêu chí C<sub>e</sub>): P<sub>e</sub> = (1/|C<sub>e</sub>|)·Σ<sub>i∈C<sub>e</sub></sub> p<sub>i</sub>.
-Năm yếu tố: tiếp cận dịch vụ (tiêu chí 1–5), thủ tục hành chính (6–9), công chức (10–12), kết quả giải quyết
-(13–14), tiếp nhận và xử lý góp ý, phản ánh, kiến nghị (15–18; chỉ người đã góp ý, phản ánh mới trả lời, không
-điền giá trị thay thế).
-
-**Chỉ số chung của đơn vị (SIPAS)** = trung bình các chỉ số yếu tố: SIPAS = (1/5)·Σ<sub>e</sub> P<sub>e</sub>.
-Chỉ số điểm trung bình (thang 1–5) m<sub>i</sub> = Σ w·y / Σ w được tính song song. Chỉ số chung của nhóm đơn
-vị (các sở; các quận, huyện, thị xã; toàn Thành phố) được tính cùng công thức trên toàn bộ phiếu của nhóm.
-
-**Trọng số.** w = w<sub>cơ sở</sub> × a<sub>không trả lời</sub> × g<sub>hiệu chỉnh</sub>: trọng số thiết kế
-w<sub>cơ sở</sub> = N<sub>h</sub>/n<sub>h</sub> (số giao dịch của tầng chia số phiếu chọn); hệ số điều chỉnh không
-trả lời a = Σ<sub>được chọn</sub> w<sub>cơ sở</sub> / Σ<sub>trả lời</sub> w<sub>cơ sở</sub> trong từng ô điều chỉnh;
-hệ số hiệu chỉnh g đưa tổng trọng số khớp với số giao dịch của danh sách theo đơn vị, lĩnh vực và kênh (raking),
-sau đó cắt tỉa trọng số quá lớn. Hệ số ảnh hưởng của trọng số (Kish): deff<sub>w</sub> = n·Σw² / (Σw)².
-
-**Sai số chuẩn và khoảng tin cậy.** Sai số chuẩn tính theo thiết kế mẫu bằng phương pháp tuyến tính hoá Taylor:
-với p = Σw·y / Σw·x, biến tuyến tính z<sub>j</sub> = w<sub>j</sub>(y<sub>j</sub> − p·x<sub>j</sub>) / Σw·x và
-Var(p) = Σ<sub>h</sub> (1 − f<sub>h</sub>)·n<sub>h</sub>/(n<sub>h</sub> − 1)·Σ<sub>j∈h</sub> (z<sub>hj</sub> − z̄<sub>h</sub>)²,
-f<sub>h</sub> = n<sub>h</sub>/N<sub>h</sub> (hiệu chỉnh tổng thể hữu hạn). Khoảng tin cậy 95 %: ước lượng ± 1,96·SE.
-Kết quả được đối chiếu với gói `survey` của R.
-
-**Xếp hạng và khoảng hạng.** Hạng theo chỉ số chung, riêng cho sở và cho quận, huyện, thị xã. Khoảng hạng 95 %
-(Mogstad, Romano, Shaikh & Wilhelm, *Inference for Ranks*): hạng thấp nhất có thể = 1 + số đơn vị chắc chắn cao
-hơn, hạng cao nhất có thể = số đơn vị − số đơn vị chắc chắn thấp hơn, dựa trên các kiểm định đồng thời cho mọi
-cặp chênh lệch (bootstrap max-t). Hai đơn vị có khoảng hạng chồng nhau không khác nhau một cách chắc chắn.
-
-**Thay đổi so với năm trước.** Δ = p<sub>năm nay</sub> − p<sub>năm trước</sub>, SE(Δ) = √(SE²<sub>năm nay</sub> +
-SE²<sub>năm trước</sub>) (hai mẫu độc lập); thay đổi có ý nghĩa khi |Δ| > 1,96·SE(Δ).
-
-**Mục tiêu.** Kế hoạch 143/KH-UBND: SIPAS của Thành phố trên 85 % năm 2023, từ 90 % đến 95 % năm 2025. Mục tiêu
-*đạt* khi cả khoảng tin cậy 95 % nằm trên ngưỡng, *chưa đạt* khi cả khoảng nằm dưới ngưỡng, còn lại *chưa thể kết luận*.
-
-**Ngưỡng công bố.** Đơn vị có dưới {min_n} phiếu hợp lệ được công bố kèm cảnh báo, không xếp hạng; tiêu chí có dưới
-{min_item} người trả lời được in nghiêng.
-
-**Độ tin cậy.** Cronbach's alpha của yếu tố có k tiêu chí: α = k/(k − 1)·(1 − Σσ²<sub>i</sub> / σ²<sub>tổng</sub>);
-ngưỡng chấp nhận 0,70.
-""",
-    "en": """
-**Population and sample.** The population is every person or organisation that received the result of an
-administrative procedure at the one-stop shop of a department or district People's Committee during the year.
-The sample is a stratified random sample (stratum h = unit × field × channel) drawn from the list of
-transactions; questionnaires went out by post or were handed out at the one-stop shop. Returned questionnaires
-= accepted + set aside (each set-aside record has one reason).
-
-**Satisfied.** Each criterion is rated 1–5; a respondent is *satisfied* with a rating of 4 (satisfied) or 5 (very
-satisfied).
-
-**Criterion index** (criterion i, weight w<sub>j</sub> of questionnaire j):
-p<sub>i</sub> = Σ<sub>j</sub> w<sub>j</sub>·1[y<sub>ij</sub> ≥ 4] / Σ<sub>j</sub> w<sub>j</sub>·1[y<sub>ij</sub> answered].
-
-**Element index** (element e with criteria C<sub>e</sub>): P<sub>e</sub> = (1/|C<sub>e</sub>|)·Σ<sub>i∈C<sub>e</sub></sub> p<sub>i</sub>.
-Five elements: access to services (criteria 1–5), administrative procedures (6–9), civil servants (10–12),
-results (13–14), feedback handling (15–18; answered only by respondents who gave feedback, never imputed).
-
-**Unit index (SIPAS)** = mean of the element indices: SIPAS = (1/5)·Σ<sub>e</sub> P<sub>e</sub>. A mean-score index
-(1–5 scale) m<sub>i</sub> = Σ w·y / Σ w is computed alongside. Group indices (departments; districts; whole city)
-use the same formulas over all questionnaires of the group.
-
-**Weights.** w = w<sub>base</sub> × a<sub>nr</sub> × g<sub>cal</sub>: design weight w<sub>base</sub> = N<sub>h</sub>/n<sub>h</sub>
-(transactions in the stratum over questionnaires drawn); non-response adjustment a = Σ<sub>drawn</sub> w<sub>base</sub>
-/ Σ<sub>responding</sub> w<sub>base</sub> within each adjustment cell; calibration factor g makes the weights add
-up to the frame's transaction counts by unit, field and channel (raking), after which extreme weights are
-trimmed. Kish's design effect of weighting: deff<sub>w</sub> = n·Σw² / (Σw)².
-
-**Standard errors and confidence intervals.** Design-based standard errors by Taylor linearisation: for
-p = Σw·y / Σw·x, the linearised variable is z<sub>j</sub> = w<sub>j</sub>(y<sub>j</sub> − p·x<sub>j</sub>) / Σw·x and
-Var(p) = Σ<sub>h</sub> (1 − f<sub>h</sub>)·n<sub>h</sub>/(n<sub>h</sub> − 1)·Σ<sub>j∈h</sub> (z<sub>hj</sub> − z̄<sub>h</sub>)²,
-with the finite-population correction f<sub>h</sub> = n<sub>h</sub>/N<sub>h</sub>. 95 % confidence interval:
-estimate ± 1.96·SE. Results are checked against R's `survey` package.
-
-**Ranks and rank confidence sets.** Units are ranked by their overall index, departments and districts
-separately. The 95 % rank confidence set (Mogstad, Romano, Shaikh & Wilhelm, *Inference for Ranks*) runs from
-1 + the number of units significantly above to the number of units − the number significantly below, from
-simultaneous tests of all pairwise differences (bootstrap max-t). Two units whose sets overlap are not reliably
-different.
-
-**Change from last year.** Δ = p<sub>this year</sub> − p<sub>last year</sub>, SE(Δ) = √(SE²<sub>this year</sub> +
-SE²<sub>last year</sub>) (independent samples); a change is significant when |Δ| > 1.96·SE(Δ).
-
-**Targets.** Plan 143/KH-UBND: the city's SIPAS above 85 % in 2023 and 90–95 % in 2025. A target is *met* when
-the whole 95 % confidence interval is at or above it, *not met* when the whole interval is below it, and
-*uncertain* otherwise.
-
-**Publication threshold.** Units with fewer than {min_n} accepted questionnaires are shown with a warning and not
-ranked; criteria answered by fewer than {min_item} respondents are shown in italics.
-
-**Reliability.** Cronbach's alpha of an element with k criteria: α = k/(k − 1)·(1 − Σσ²<sub>i</sub> / σ²<sub>total</sub>);
-acceptable from 0.70.
-""",
-}
-
-
-def method_text(lang: str = "vi", min_n: int = MIN_PUBLISH_N, weights: "pd.DataFrame | None" = None) -> str:
-    """The methodology appendix (Markdown): every formula of the report, the weighting and the
-    publication rules. When the run's ``weight_diagnostics`` table has a Kish design-effect column,
-    its range is appended."""
-    _check_lang(lang)
-    text = _METHOD[lang].strip().replace("{min_n}", fmt_num(min_n, lang=lang)).replace(
-        "{min_item}", fmt_num(MIN_PUBLISH_N_ITEM, lang=lang))
-    col = first_column(weights, "deff_kish", "kish_deff", "deff_w", "deff")
-    if col is not None and len(weights):
-        vals = weights[col].astype(float)
-        if lang == "vi":
-            text += (f"\n\nTrong lần chạy này, deff<sub>w</sub> của các đơn vị từ {fmt_num(vals.min(), 2, lang)} "
-                     f"đến {fmt_num(vals.max(), 2, lang)}.")
-        else:
-            text += (f"\n\nIn this run the units' deff<sub>w</sub> ranges from {fmt_num(vals.min(), 2, lang)} "
-                     f"to {fmt_num(vals.max(), 2, lang)}.")
-    return text
-
-
-
-
-def criteria_codes(unit_type: str = "district") -> list[str]:
-    """The satisfaction criteria (items that belong to an element) of the unit type's form,
-    e.g. ``c01``..``c18`` (the district form's local-governance items ``lg1``.. are not criteria)."""
-    try:
-        from sipas_lib.instrument import instrument_for_unit_type
-
-        return list(instrument_for_unit_type(unit_type).criteria_codes)
-    except Exception:  # no instrument available: the Phụ lục 5 codes
-        return [f"c{i:02d}" for i in range(1, 19)]
-
-

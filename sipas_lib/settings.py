@@ -143,7 +143,8 @@ class Settings:
     def replace(self, **overrides: Any) -> "Settings":
         """A copy with ``section__name=value`` or common ``name=value`` changes (for tests and notebooks)."""
         items = [(k.replace("__", ".", 1) if "__" in k else f"{COMMON}.{k}", v) for k, v in overrides.items()]
-        return _apply(self.to_dict(), items, list(self.sources) + ["replace()"])
+        changed = "changed: " + ", ".join(f"{k}={v!r}" for k, v in items)
+        return _apply(self.to_dict(), items, list(self.sources) + [changed])
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -177,7 +178,10 @@ def _set(base: dict[str, dict[str, Any]], section: str, key: str, value: Any, wh
         raise SettingsError(f"{where}: unknown section {section!r}; sections: {', '.join(base)}")
     if key not in base[section]:
         known = ", ".join(base[section]) or "(none)"
-        raise SettingsError(f"{where}: unknown setting {section}.{key}; {section} has: {known}")
+        holders = [name for name, values in base.items() if key in values]
+        hint = (f"; {key} is a setting of {' and '.join(holders)}: write {holders[0]}.{key}=…" if holders
+                else f"; no section has a setting {key}")
+        raise SettingsError(f"{where}: unknown setting {section}.{key}; {section} has: {known}{hint}")
     base[section][key] = _coerce(where, value, base[section][key])
 
 

@@ -48,7 +48,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +373,39 @@ def to_vietnamese_headers(answers: pd.DataFrame) -> pd.DataFrame:
     return answers.rename(columns=inverse)
 
 
+#: Zip entry time of every part of a demo workbook (the zip format's earliest date): no clock in the file.
+ZIP_ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
+_CORE_TIMES = re.compile(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)")
+
+
+def write_reproducible_xlsx(table: pd.DataFrame, path: str | os.PathLike, *, sheet_name: str, year: int) -> Path:
+    """Write ``table`` as an Excel workbook whose bytes depend only on the table (and ``year``).
+
+    A workbook normally records when it was written: the ``created``/``modified`` document
+    properties (``docProps/core.xml``) and the time of every zip entry. Both are fixed here —
+    the properties to 1 January of ``year``, the entries to :data:`ZIP_ENTRY_TIME` — so writing the
+    same demo year twice gives identical files and a fresh clone's committed workbooks stay
+    unmodified in git (the idea of reproducible builds' ``SOURCE_DATE_EPOCH``).
+    """
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        table.to_excel(writer, index=False, sheet_name=sheet_name)
+    stamp = f"{year:04d}-01-01T00:00:00Z".encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            data = source.read(entry.filename)
+            if entry.filename == "docProps/core.xml":
+                data = _CORE_TIMES.sub(lambda m: m.group(1) + stamp + m.group(3), data)
+            fixed = zipfile.ZipInfo(entry.filename, date_time=ZIP_ENTRY_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = 0o644 << 16
+            target.writestr(fixed, data)
+    path = Path(path)
+    path.write_bytes(out.getvalue())
+    return path
+
+
 DEMO_FILES = ("units.csv", "frame.parquet", "frame_counts.csv", "sample.csv", "responses_departments.xlsx",
               "responses_districts.csv", "spoiled_records.csv", "dossiers.parquet", "procedures.csv",
               "feedback.parquet", "apologies.parquet", "opinions.parquet")
@@ -377,15 +413,17 @@ DEMO_FILES = ("units.csv", "frame.parquet", "frame_counts.csv", "sample.csv", "r
 
 def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YEAR, seed: int = DEFAULT_SEED,
                     scale: float = 1.0, n_departments: int | None = None,
-                    n_districts: int | None = None, previous_year: bool = False) -> dict[str, Path]:
+                    n_districts: int | None = None, previous_year: bool = False,
+                    if_missing: bool = False) -> dict[str, Path]:
     """Simulate a demo year and write its files (see ``docs``/README for the contracts).
 
     Parameters
     ----------
     folder
-        Where to write; created if needed. Existing demo files are overwritten.
+        Where to write; created if needed. Existing demo files are overwritten (unless ``if_missing``).
     year, seed
-        The same pair always gives identical files.
+        The same pair always gives byte-identical files (the workbook's metadata and zip entry
+        times are fixed, see :func:`write_reproducible_xlsx`).
     scale
         Multiplies frame size, sample totals and dossier counts (``0.05`` gives a tiny year for tests).
     n_departments, n_districts
@@ -393,6 +431,10 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     previous_year
         Also write ``year - 1`` (same seed, so the same units lead and trail, with a yearly drift)
         to ``folder/previous_year/``, for year-on-year comparisons.
+    if_missing
+        Write only the files that do not exist yet; an existing file is never touched (its bytes and
+        modification time stay as they are), so the committed demo files stay clean in git. The
+        whole year is still simulated, so the files written are the same as in a full run.
 
     Returns
     -------
@@ -414,8 +456,11 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
               for t, v in TOTALS.items()}
     sample = draw_sample(frame, surveyed, rng, totals)
     answers = simulate_answers(sample, surveyed, rng, year, seed)
+    # the unit type comes from the registry, looked up before spoiling: the record whose unit is
+    # made unknown stays in the file of its real unit's form
+    answers.insert(0, "_unit_type", answers["unit_id"].map(surveyed.set_index("unit_id")["unit_type"]))
     answers, spoiled = spoil(answers, rng)
-    utype = answers["unit_id"].str[0].map({"S": "department", "D": "district"})
+    utype = answers.pop("_unit_type")
     dept = answers.loc[utype == "department"].drop(columns=[c for c in answers if c.startswith("lg")])
     dist = answers.loc[utype == "district"]
     admin = simulate_dossiers(units, frame.groupby("unit_id").size(), year, rng, scale)
@@ -423,12 +468,14 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
 
     def put(name: str, table: pd.DataFrame) -> None:
         path = folder / name
+        if if_missing and path.exists():
+            return
         if name.endswith(".csv"):
             table.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
         elif name.endswith(".parquet"):
             table.to_parquet(path, index=False)
         else:
-            table.to_excel(path, index=False, sheet_name="Phieu")
+            write_reproducible_xlsx(table, path, sheet_name="Phieu", year=year)
         written[name] = path
 
     put("units.csv", units)
@@ -441,7 +488,8 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     for name, table in admin.items():
         put(f"{name}.csv" if name == "procedures" else f"{name}.parquet", table)
     if previous_year:
-        earlier = write_demo_year(folder / PREVIOUS_YEAR_DIR, year - 1, seed, scale, n_departments, n_districts)
+        earlier = write_demo_year(folder / PREVIOUS_YEAR_DIR, year - 1, seed, scale, n_departments, n_districts,
+                                  if_missing=if_missing)
         written.update({f"{PREVIOUS_YEAR_DIR}/{name}": path for name, path in earlier.items()})
     return written
 

@@ -7,8 +7,11 @@ calibration, and every standard error computed from it uses calibration residual
 ``svyrecvar`` with ``postStrata``); a replicate design is recalibrated in every replicate.
 
 :func:`annual_design` builds the design of a SIPAS year in one call (base weights ->
-non-response adjustment -> post-stratification to the frame's unit x field counts -> trimming)
-and is used by both the weighting and the index stages, so they agree.
+non-response adjustment -> post-stratification to the frame's unit x field counts -> trimming).
+:func:`build_annual_design` returns the same design with its :class:`DesignSpec` (the design as
+data: strata, PSUs, fpc, lonely-PSU rule, calibration kind with its cells and population counts,
+trimming); the weighting stage saves the specification and every later stage rebuilds exactly that
+design with :func:`design_from_spec`, so no stage re-derives the weighting.
 
 References
 ----------
@@ -22,6 +25,7 @@ Samples*, ch. 13-14. Springer.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -610,9 +614,10 @@ def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: p
        sample (issued questionnaires vs. accepted responses, :func:`nonresponse_adjust`); a cell
        without any accepted response is pooled within its unit.
     3. ``w_cal`` -- calibration to the frame's ``unit_id x field`` counts (``frame_counts.csv``
-       summed over channels): ``calibration="poststratify"`` (default; exact cell counts) or
-       ``"rake"`` (unit and field margins). A unit's field cell with fewer than ``min_cell``
-       respondents is merged into the unit's largest field cell (``cal_cell`` says which).
+       summed over channels): ``calibration="poststratify"`` (default; exact cell counts),
+       ``"rake"`` (unit and field margins) or ``"none"`` (``w_cal = w_nr``). A unit's field cell
+       with fewer than ``min_cell`` respondents is merged into the unit's largest field cell
+       (``cal_cell`` says which).
     4. ``w_final`` -- trimming within unit at ``trim_ratio`` x the unit's median weight
        (:func:`trim` with ``by="unit_id"``, so unit totals are kept); ``None`` to skip.
 
@@ -622,6 +627,9 @@ def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: p
     recovers the field stratification in the variance (post-stratification residuals remove the
     between-field variation) while avoiding single-respondent strata in small unit x field cells.
     SEs from the returned design account for the calibration (R's ``postStratify``/``rake``).
+
+    The same design together with its specification (to save and rebuild it) is
+    :func:`build_annual_design`.
 
     Parameters
     ----------
@@ -640,6 +648,236 @@ def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: p
         Weights ``w_final``; data = responses + ``w_base, w_nr, w_cal, w_final, stratum, psu,
         N_unit, nr_cell, cal_cell``.
     """
+    return build_annual_design(responses, sample, frame_counts, nonresponse_cells=nonresponse_cells,
+                               calibration=calibration, trim_ratio=trim_ratio, min_cell=min_cell,
+                               lonely_psu=lonely_psu, unmatched=unmatched, _stacklevel=3).design
+
+
+# --------------------------------------------------------------------------------------------
+# the design as data: a specification that is saved and rebuilds the design exactly
+# --------------------------------------------------------------------------------------------
+#: Version of the :class:`DesignSpec` dictionary layout (``to_dict``/``from_dict``).
+DESIGN_SPEC_VERSION = 1
+CALIBRATION_KINDS = ("poststratify", "rake", "none")
+#: Why a unit was left out of weighting (:func:`units_without_usable_forms`).
+EXCLUSION_REASONS = ("no_responses", "all_blank")
+
+
+def _native(value):
+    """A JSON-serialisable Python scalar (numpy scalars -> int/float/str/bool)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class CalibrationMargin:
+    """One population margin of a calibration: the cell columns and the population count of each cell.
+
+    Attributes
+    ----------
+    columns
+        Cell column(s) of the design data, e.g. ``("unit_id", "cal_cell")``.
+    cells
+        One tuple of category values per population cell (same order as ``counts``).
+    counts
+        Population count N of each cell (from ``frame_counts.csv``).
+    """
+
+    columns: tuple[str, ...]
+    cells: tuple[tuple, ...]
+    counts: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.cells) != len(self.counts):
+            raise ValueError(f"calibration margin {self.columns}: {len(self.cells)} cells but {len(self.counts)} counts")
+        if any(len(c) != len(self.columns) for c in self.cells):
+            raise ValueError(f"calibration margin {self.columns}: every cell needs {len(self.columns)} value(s)")
+
+    @classmethod
+    def from_table(cls, columns: Sequence[str], table: pd.DataFrame, count: str = "N") -> "CalibrationMargin":
+        """From a DataFrame with the cell columns and the count column ``count``."""
+        cols = tuple(columns)
+        cells = tuple(tuple(_native(v) for v in row) for row in table[list(cols)].itertuples(index=False, name=None))
+        return cls(cols, cells, tuple(float(v) for v in table[count].to_numpy(float)))
+
+    def table(self) -> pd.DataFrame:
+        """The population table: the cell columns + ``N``, one row per cell."""
+        out = pd.DataFrame(list(self.cells), columns=list(self.columns))
+        out["N"] = np.asarray(self.counts, float)
+        return out
+
+    @property
+    def total(self) -> float:
+        """Population total of the margin."""
+        return float(np.sum(self.counts))
+
+    def to_dict(self) -> dict:
+        return {"columns": list(self.columns), "cells": [list(c) for c in self.cells], "counts": list(self.counts)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "CalibrationMargin":
+        return cls(tuple(d["columns"]), tuple(tuple(c) for c in d["cells"]), tuple(float(v) for v in d["counts"]))
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """The full specification of a year's design, as data (saved by the weighting stage as
+    ``results/design.json``; every later stage rebuilds the design from it with
+    :func:`design_from_spec`, so no stage re-derives the weighting).
+
+    Steps and columns (the column names are those of ``responses_weighted``):
+
+    1. base weight ``base_weight`` = 1 / ``inclusion_probability`` (sample.csv);
+    2. non-response adjustment ``nonresponse_weight`` within ``nonresponse_cells`` of the issued
+       sample, an empty cell pooled within ``nonresponse_fallback``;
+    3. calibration ``calibration`` (``poststratify`` | ``rake`` | ``none``) of the non-response
+       weights to ``calibration_margins`` (cells and population counts), raking with
+       ``calibration_maxit`` sweeps and tolerance ``calibration_epsilon`` (relative to the weight
+       total when below 1); for post-stratification a unit's field cell with fewer than
+       ``min_cell`` respondents is merged into the unit's largest field cell (column
+       ``cell_column``; raking calibrates to the unit and field margins, so ``min_cell`` does not
+       apply to it);
+    4. trimming: weights above ``trim_ratio`` x the median calibrated weight of their
+       ``trim_by`` group are capped and the excess shared within the group (R ``trimWeights``,
+       strict); ``trim_ratio=None``: no trimming. The result is ``weights``.
+
+    Variance: strata ``strata`` (built from ``strata_from``), PSUs ``psu`` (from ``psu_from``),
+    finite-population correction ``fpc`` = the population count of the stratum (``fpc_from``),
+    lonely-PSU rule ``lonely_psu``; standard errors use the calibration residuals (R ``survey``).
+
+    ``excluded_units`` lists ``(unit_id, reason)`` of units left out of weighting (no usable
+    questionnaire); ``n_respondents`` and ``population_total`` are the weighted rows and the
+    frame total of the weighted units (a check when the design is rebuilt).
+    """
+
+    weights: str = "w_final"
+    strata: str = "stratum"
+    strata_from: tuple[str, ...] = ("unit_id",)
+    psu: str = "psu"
+    psu_from: tuple[str, ...] = ("form_id",)
+    fpc: str | None = "N_unit"
+    fpc_from: str = "population count of the stratum in frame_counts.csv"
+    lonely_psu: str = "adjust"
+    base_weight: str = "w_base"
+    inclusion_probability: str = "incl_prob"
+    nonresponse_weight: str = "w_nr"
+    nonresponse_cells: tuple[str, ...] = ("unit_id", "survey_mode")
+    nonresponse_fallback: tuple[str, ...] = ("unit_id",)
+    calibration: str = "poststratify"
+    calibration_weight: str = "w_cal"
+    calibration_margins: tuple[CalibrationMargin, ...] = ()
+    calibration_maxit: int = 100
+    calibration_epsilon: float = 1e-8
+    min_cell: int = 1
+    cell_column: str = "cal_cell"
+    trim_ratio: float | None = 3.5
+    trim_by: tuple[str, ...] = ("unit_id",)
+    excluded_units: tuple[tuple[str, str], ...] = ()
+    n_respondents: int = 0
+    population_total: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATION_KINDS:
+            raise ValueError(f"calibration must be one of {CALIBRATION_KINDS}, got {self.calibration!r}")
+        if self.calibration != "none" and not self.calibration_margins:
+            raise ValueError(f"calibration {self.calibration!r} needs at least one margin")
+        if self.calibration == "poststratify" and len(self.calibration_margins) != 1:
+            raise ValueError("post-stratification has exactly one margin (the cross-classified cells)")
+        if self.trim_ratio is not None and not self.trim_ratio > 1:
+            raise ValueError(f"trim_ratio must exceed 1 (a multiple of the group's median weight), got {self.trim_ratio}")
+        if self.min_cell < 1:
+            raise ValueError(f"min_cell must be at least 1, got {self.min_cell}")
+        bad = [r for _, r in self.excluded_units if r not in EXCLUSION_REASONS]
+        if bad:
+            raise ValueError(f"unknown exclusion reason(s) {bad}; expected one of {EXCLUSION_REASONS}")
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dictionary (``json.dumps(spec.to_dict())``)."""
+        out: dict = {"version": DESIGN_SPEC_VERSION}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "calibration_margins":
+                v = [m.to_dict() for m in v]
+            elif f.name == "excluded_units":
+                v = [list(e) for e in v]
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = _native(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "DesignSpec":
+        """Inverse of :meth:`to_dict`; an unknown key or version is an error, never ignored."""
+        d = dict(d)
+        version = d.pop("version", None)
+        if version != DESIGN_SPEC_VERSION:
+            raise ValueError(f"design specification version {version!r}; this library reads version {DESIGN_SPEC_VERSION}")
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"design specification has unknown key(s) {unknown}")
+        kw = {}
+        for k, v in d.items():
+            if k == "calibration_margins":
+                v = tuple(CalibrationMargin.from_dict(m) for m in v)
+            elif k == "excluded_units":
+                v = tuple(tuple(e) for e in v)
+            elif isinstance(v, list):
+                v = tuple(v)
+            kw[k] = v
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class AnnualDesign:
+    """A year's design and the specification that rebuilds it (:func:`build_annual_design`)."""
+
+    design: SurveyDesign
+    spec: DesignSpec
+
+
+def units_without_usable_forms(responses: pd.DataFrame, sample: pd.DataFrame,
+                               items: Sequence[str]) -> pd.DataFrame:
+    """Units of the issued sample without a single usable questionnaire.
+
+    A questionnaire is usable when at least one of ``items`` is answered. A unit is listed with
+    reason ``no_responses`` (no accepted questionnaire at all) or ``all_blank`` (accepted
+    questionnaires, none with an answered item). Such a unit cannot be weighted (its issued
+    weight has no respondent to go to) and is left out of weighting and ranking, with its reason.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unit_id, reason, n_issued, n_accepted``, one row per such unit, sorted by ``unit_id``.
+    """
+    items = [c for c in items if c in responses.columns]
+    issued = sample.groupby("unit_id").size()
+    accepted = responses.groupby("unit_id").size().reindex(issued.index, fill_value=0)
+    answered = (responses[items].notna().any(axis=1) if items else pd.Series(False, index=responses.index))
+    usable = answered.groupby(responses["unit_id"]).sum().reindex(issued.index, fill_value=0)
+    out = pd.DataFrame({"unit_id": issued.index.astype(str), "n_issued": issued.to_numpy(np.int64),
+                        "n_accepted": accepted.to_numpy(np.int64), "usable": usable.to_numpy()})
+    out = out[out["usable"] == 0].copy()
+    out.insert(1, "reason", np.where(out["n_accepted"] == 0, "no_responses", "all_blank"))
+    return out.drop(columns="usable").sort_values("unit_id").reset_index(drop=True)
+
+
+def build_annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: pd.DataFrame,
+                        nonresponse_cells: Sequence[str] = ("unit_id", "survey_mode"),
+                        calibration: str = "poststratify", trim_ratio: float | None = 3.5,
+                        min_cell: int = 1, lonely_psu: str = "adjust", unmatched: str = "drop",
+                        items: Sequence[str] | None = None, _stacklevel: int = 2) -> AnnualDesign:
+    """:func:`annual_design` together with its :class:`DesignSpec` (same arguments, same weights).
+
+    With ``items`` (the rated item columns), units without a usable questionnaire
+    (:func:`units_without_usable_forms`) are left out of weighting -- their sample rows, responses
+    and frame counts -- and listed in ``spec.excluded_units``, so one such unit does not stop the
+    weighting of the others. Without ``items`` nothing is excluded (a unit without respondents
+    then raises, as in :func:`annual_design`).
+
+    The design is built by :func:`design_from_spec` from the non-response-adjusted data and the
+    specification, so the design a stage uses and the design rebuilt from the saved specification
+    are computed by the same code.
+    """
     for col in ("form_id", "unit_id", "field"):
         if col not in responses.columns:
             raise ValueError(f"responses lack column {col!r}")
@@ -650,8 +888,10 @@ def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: p
         raise ValueError("frame_counts needs columns unit_id, field, N")
     if unmatched not in ("drop", "error"):
         raise ValueError(f"unmatched must be 'drop' or 'error', got {unmatched!r}")
-    if calibration not in ("poststratify", "rake"):
-        raise ValueError(f"calibration must be 'poststratify' or 'rake', got {calibration!r}")
+    if calibration not in CALIBRATION_KINDS:
+        raise ValueError(f"calibration must be one of {CALIBRATION_KINDS}, got {calibration!r}")
+    if trim_ratio is not None and trim_ratio <= 1:
+        raise ValueError(f"trim_ratio must exceed 1 (a multiple of the unit's median weight), got {trim_ratio}")
     smp = sample.copy()
     smp["form_id"] = smp["form_id"].astype(str)
     resp = responses.copy()
@@ -666,8 +906,18 @@ def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: p
                f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
         if unmatched == "error":
             raise ValueError(msg)
-        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=2)
+        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=_stacklevel)
         resp = resp[~unknown]
+    excluded: tuple[tuple[str, str], ...] = ()
+    if items is not None:
+        unusable = units_without_usable_forms(resp, smp, items)
+        if len(unusable):
+            excluded = tuple(zip(unusable["unit_id"], unusable["reason"]))
+            drop = set(unusable["unit_id"])
+            smp = smp[~smp["unit_id"].astype(str).isin(drop)]
+            resp = resp[~resp["unit_id"].astype(str).isin(drop)]
+            if resp.empty:
+                raise ValueError(f"no unit has a usable questionnaire ({len(drop)} unit(s) without one)")
     smp = base_weights(smp)
     smp["responded"] = smp["form_id"].isin(resp["form_id"])
     smp = nonresponse_adjust(smp, "responded", list(nonresponse_cells), fallback="unit_id")
@@ -698,20 +948,79 @@ def annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: p
     pop_cells = (pd.DataFrame({"unit_id": cnt.index.get_level_values(0), "cal_cell": target.to_numpy(),
                                "N": cnt.to_numpy()}).groupby(["unit_id", "cal_cell"], as_index=False)["N"].sum())
 
-    design = SurveyDesign(data, weights="w_nr", strata="stratum", psu="psu", fpc="N_unit",
-                          lonely_psu=lonely_psu)
     if calibration == "poststratify":
-        design = poststratify(design, ["unit_id", "cal_cell"], pop_cells, name="w_cal")
+        margins = (CalibrationMargin.from_table(("unit_id", "cal_cell"), pop_cells),)
+    elif calibration == "rake":
+        unit_m = pop_cells.groupby("unit_id", as_index=False)["N"].sum()
+        field_m = counts.groupby("field", as_index=False)["N"].sum()
+        margins = (CalibrationMargin.from_table(("unit_id",), unit_m),
+                   CalibrationMargin.from_table(("field",), field_m))
     else:
-        unit_m = pop_cells.groupby("unit_id")["N"].sum()
-        field_m = counts.groupby("field")["N"].sum()
-        design = rake(design, {"unit_id": unit_m, "field": field_m}, maxit=100, epsilon=1e-8, name="w_cal")
-    if trim_ratio is not None:
-        if trim_ratio <= 1:
-            raise ValueError(f"trim_ratio must exceed 1 (a multiple of the unit's median weight), got {trim_ratio}")
-        units = design.data.groupby("unit_id", sort=True).ngroup().to_numpy()
-        upper = trim_ratio * design.data.groupby("unit_id")["w_cal"].transform("median").to_numpy()
-        design = design.with_weights(_trim_vector(design.w, -np.inf, upper, True, units), name="w_final")
+        margins = ()
+    spec = DesignSpec(lonely_psu=lonely_psu, nonresponse_cells=tuple(nonresponse_cells), calibration=calibration,
+                      calibration_margins=margins, min_cell=int(min_cell),
+                      trim_ratio=None if trim_ratio is None else float(trim_ratio), excluded_units=excluded,
+                      n_respondents=int(len(data)), population_total=float(N_unit.sum()))
+    return AnnualDesign(design_from_spec(data, spec, check=False), spec)
+
+
+def design_from_spec(weighted_responses: pd.DataFrame, spec: DesignSpec, check: bool = True) -> SurveyDesign:
+    """Rebuild a year's design from its weighted responses and its :class:`DesignSpec`.
+
+    Starts from the non-response-adjusted weights (``spec.nonresponse_weight``) and the design
+    columns (strata, PSU, fpc, calibration cells) of ``weighted_responses`` and repeats the
+    calibration and trimming of the specification, so the returned design carries the same
+    weights *and* the same calibration steps (its standard errors account for the calibration,
+    as R's ``survey``) as the design the weighting stage built.
+
+    Parameters
+    ----------
+    weighted_responses
+        ``results/responses_weighted.parquet`` (or the data the weighting built).
+    spec
+        The design specification (``results/design.json``).
+    check
+        When the table already holds the calibrated and final weights, verify that the rebuilt
+        weights equal them (relative difference <= 1e-9) and that the row count matches the spec.
+
+    Raises
+    ------
+    ValueError
+        A design column missing, or a table and specification that do not belong together.
+    """
+    data = weighted_responses
+    need = [spec.nonresponse_weight, spec.strata, spec.psu, *([spec.fpc] if spec.fpc else []),
+            *(c for m in spec.calibration_margins for c in m.columns), *spec.trim_by]
+    missing = sorted(set(c for c in need if c not in data.columns))
+    if missing:
+        raise ValueError(f"the weighted responses lack design column(s) {missing}")
+    if check and spec.n_respondents and len(data) != spec.n_respondents:
+        raise ValueError(f"the design specification is for {spec.n_respondents} respondents, the table has {len(data)}")
+    design = SurveyDesign(data, weights=spec.nonresponse_weight, strata=spec.strata, psu=spec.psu, fpc=spec.fpc,
+                          lonely_psu=spec.lonely_psu)
+    if spec.calibration == "poststratify":
+        m = spec.calibration_margins[0]
+        design = poststratify(design, list(m.columns), m.table(), name=spec.calibration_weight)
+    elif spec.calibration == "rake":
+        margins = {(m.columns[0] if len(m.columns) == 1 else m.columns): m.table() for m in spec.calibration_margins}
+        design = rake(design, margins, maxit=spec.calibration_maxit, epsilon=spec.calibration_epsilon,
+                      name=spec.calibration_weight)
     else:
-        design = design.with_weights(design.w, name="w_final")
+        design = design.with_weights(design.w, name=spec.calibration_weight)
+    if spec.trim_ratio is not None:
+        by = list(spec.trim_by)
+        groups = design.data.groupby(by, sort=True).ngroup().to_numpy()
+        upper = spec.trim_ratio * design.data.groupby(by)[spec.calibration_weight].transform("median").to_numpy()
+        design = design.with_weights(_trim_vector(design.w, -np.inf, upper, True, groups), name=spec.weights)
+    else:
+        design = design.with_weights(design.w, name=spec.weights)
+    if check:
+        for col in (spec.calibration_weight, spec.weights):
+            if col in weighted_responses.columns:
+                stored = pd.to_numeric(weighted_responses[col], errors="coerce").to_numpy(float)
+                diff = np.abs(design.data[col].to_numpy(float) - stored) / np.maximum(np.abs(stored), 1e-300)
+                if not np.all(diff <= 1e-9):
+                    raise ValueError(f"column {col!r} of the weighted responses differs from the weights the design "
+                                     f"specification rebuilds (largest relative difference {np.nanmax(diff):.3g}); "
+                                     "the table and the specification do not belong to the same run")
     return design

@@ -25,9 +25,13 @@ TINY_YEAR = 2025
 TINY_SEED = 7
 TINY_SCALE = 0.25  # ~30 department and ~80 district questionnaires: enough for alpha and CIs
 TINY_UNITS = {"n_departments": 2, "n_districts": 2}
-# Stage parameters for the tiny year, handed only to notebooks that declare them: fewer bootstrap
-# replicates, and the sample totals of the tiny year instead of the city's 1,250 + 4,800.
-TINY_STAGE_PARAMETERS = {"minimum_per_unit": 5, "n_boot": 100}
+# Settings for the tiny year (besides the sample totals of the tiny year, see ``tiny_settings``):
+# fewer bootstrap replicates and rank draws, a small minimum per unit.
+TINY_OVERRIDES = {
+    "sampling_design.minimum_per_unit": 5,
+    "reliability.n_boot": 100,
+    "index_ranking.n_draws": 200,
+}
 
 
 def build_notebook(path: Path, cells: list[tuple], title: str | None = None) -> Path:
@@ -83,18 +87,66 @@ def tiny_demo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_parameters(tiny_demo) -> dict:
-    """Stage parameters fitting :func:`tiny_demo` (see ``TINY_STAGE_PARAMETERS``)."""
+def tiny_settings(tiny_demo):
+    """The run configuration fitting :func:`tiny_demo`: its year and seed, the sample totals of the
+    tiny year instead of the city's 1,250 + 4,800, and :data:`TINY_OVERRIDES`."""
     import pandas as pd
+
+    from sipas_lib.settings import load_settings
 
     sample = pd.read_csv(tiny_demo / "sample.csv", dtype=str)
     units = pd.read_csv(tiny_demo / "units.csv", dtype=str)
     per_type = sample.merge(units[["unit_id", "unit_type"]], on="unit_id")["unit_type"].value_counts()
-    return {
-        **TINY_STAGE_PARAMETERS,
-        "total_departments": int(per_type.get("department", 0)),
-        "total_districts": int(per_type.get("district", 0)),
+    overrides = {
+        **TINY_OVERRIDES,
+        "sampling_design.total_departments": int(per_type.get("department", 0)),
+        "sampling_design.total_districts": int(per_type.get("district", 0)),
     }
+    return load_settings(year=TINY_YEAR, seed=TINY_SEED, overrides=list(overrides.items()))
+
+
+def contract_table(name: str, **given: list):
+    """A table that meets the contract of result ``name``: the ``given`` columns, and every other
+    column of the contract filled with missing values (nullable) or a value that passes its checks.
+
+    For tests that need a real ``units`` or ``ranks`` table but only care about a few columns.
+    """
+    import pandas as pd
+
+    from sipas_lib import schemas
+
+    contract = schemas.contract(name)
+    rows = len(next(iter(given.values())))
+    data = {}
+    for column, spec in contract.schema.columns.items():
+        dtype = str(spec.dtype)
+        if column in given:
+            values = list(given[column])
+        elif spec.nullable:
+            values = [None] * rows
+        else:
+            values = [_filler(spec, dtype)] * rows
+        series = pd.Series(values, dtype="object")
+        if dtype not in ("str", "object"):
+            series = series.astype(dtype)
+        data[column] = series
+    return schemas.validate(name, pd.DataFrame(data))
+
+
+def _filler(spec, dtype: str):
+    """A value of ``dtype`` that passes the column's checks (first allowed value, lower bound, …)."""
+    for check in spec.checks or []:
+        stats = getattr(check, "statistics", None) or {}
+        if "allowed_values" in stats:
+            return list(stats["allowed_values"])[0]
+        if "min_value" in stats and stats["min_value"] is not None:
+            low = stats["min_value"]
+            return low + 1 if check.name == "greater_than" else low
+    if dtype.startswith("datetime"):
+        import pandas as pd
+
+        return pd.Timestamp("2025-01-01")
+    return {"bool": False, "boolean": False, "int64": 1, "Int64": 1, "float64": 0.5}.get(dtype, "x")
 
 
 class _Links(HTMLParser):

@@ -286,6 +286,23 @@ def test_monthly_overview_and_latest_month(hand_made):
 # Phụ lục 4
 # ----------------------------------------------------------------------------------------------
 
+def _phuluc4_tables(responses, year=2025, quarantined=2, issued=12):
+    """The stage-80 tables of a small set of accepted responses (hand-made intake counts)."""
+    from sipas_lib.stages.annual_survey_report import fieldwork_period
+
+    accepted = len(responses)
+    by_field = responses["field"].value_counts()
+    summary = pd.DataFrame([{
+        "year": year, "received": accepted + quarantined, "accepted": accepted, "quarantined": quarantined,
+        "issued": issued, "returned": accepted, "return_rate": accepted / issued,
+        **fieldwork_period(responses["survey_date"], year),
+        "top_field": by_field.index[0], "top_field_n": int(by_field.iloc[0])}])
+    forms = responses.groupby(["field", "channel"]).size().rename("n").reset_index().rename(
+        columns={"channel": "survey_mode"})
+    units = responses.groupby("unit_type").agg(n_units=("unit_id", "nunique"), n_forms=("unit_id", "size")).reset_index()
+    return summary, forms, units
+
+
 @pytest.fixture()
 def responses():
     return pd.DataFrame({
@@ -299,7 +316,7 @@ def responses():
 
 
 def test_annual_survey_rows(responses):
-    t = A.annual_survey_rows(responses, year=2025, quarantined=2)
+    t = A.annual_survey_rows(*_phuluc4_tables(responses))
     assert list(t.columns) == ["STT", "Nội dung", "Kết quả thực hiện"]
     assert t["STT"].tolist() == [f"{i}." for i in range(1, 11)]
     # row texts exactly as in Phụ lục 4 (seed 003)
@@ -311,22 +328,26 @@ def test_annual_survey_rows(responses):
     assert v[2] == "qua Bưu điện: 5 phiếu; trực tiếp tại Bộ phận Một cửa: 3 phiếu"
     assert v[3] == "01 kỳ, 3 tháng (10/2025–11/2025)"
     assert v[5] == "Tư pháp: 4 phiếu (50,0 %)"
-    assert v[6] == "10 phiếu thu về (hợp lệ: 8; bị loại: 2)"
+    assert v[6].startswith("10 phiếu thu về (hợp lệ: 8; bị loại: 2); tỷ lệ thu hồi 66,7 % (8/12")
     assert v[8] == "4 đơn vị (2 sở, ban, ngành; 2 quận, huyện, thị xã)"
-    assert v[9].startswith("8 phiếu hợp lệ (3 tại")
-    en = A.annual_survey_rows(responses, year=2025, quarantined=2, lang="en")
-    assert en["Result"].iloc[6] == "10 questionnaires returned (8 accepted; 2 set aside)"
+    assert v[9] == "8 phiếu hợp lệ (3 tại các sở, ban, ngành; 5 tại các quận, huyện, thị xã)"
+    en = A.annual_survey_rows(*_phuluc4_tables(responses), lang="en")
+    assert en["Result"].iloc[6].startswith("10 questionnaires returned (8 accepted; 2 set aside)")
 
 
-def test_annual_survey_rows_checks(responses):
-    with pytest.raises(ValueError, match="received"):
-        A.annual_survey_rows(responses, year=2025, received=11, quarantined=2)
-    with pytest.raises(ValueError, match="survey_date"):
-        A.annual_survey_rows(responses.drop(columns=["survey_date"]), year=2025)
+def test_annual_survey_rows_period_and_unit_types(responses):
     long = responses.assign(survey_date=pd.to_datetime(["2025-01-05"] * 4 + ["2025-05-20"] * 4))
-    assert A.annual_survey_rows(long, year=2025)["Kết quả thực hiện"].iloc[3] == "01 kỳ, 6 tháng (01/2025–05/2025)"
+    assert A.annual_survey_rows(*_phuluc4_tables(long))["Kết quả thực hiện"].iloc[3] == "01 kỳ, 6 tháng (01/2025–05/2025)"
     nodate = responses.assign(survey_date=pd.NaT)
-    assert "Không có dữ liệu" in A.annual_survey_rows(nodate, year=2025)["Kết quả thực hiện"].iloc[1]
+    assert "Không có dữ liệu" in A.annual_survey_rows(*_phuluc4_tables(nodate))["Kết quả thực hiện"].iloc[1]
+    # dates outside the survey year never stretch the period; they are counted and said
+    stray = responses.assign(survey_date=pd.to_datetime(["1900-01-01", "2031-01-01"] + ["2025-10-03"] * 6))
+    v = A.annual_survey_rows(*_phuluc4_tables(stray))["Kết quả thực hiện"]
+    assert v.iloc[1] == "Từ 03/10/2025 đến 03/10/2025 (không tính 2 phiếu có ngày khảo sát ngoài năm 2025)"
+    # unit types come from the unit_type column (registry), whatever the ids look like
+    wards = responses.assign(unit_type=["ward"] * 3 + ["department"] * 5)
+    assert A.annual_survey_rows(*_phuluc4_tables(wards))["Kết quả thực hiện"].iloc[8] == \
+        "4 đơn vị (2 sở, ban, ngành; 2 phường)"
 
 
 def test_admin_files_missing(hand_made):

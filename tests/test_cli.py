@@ -11,78 +11,118 @@ import pytest
 from typer.testing import CliRunner
 
 from sipas_lib import cli, config
+from sipas_lib.settings import load_run_settings
 
 runner = CliRunner()
 
-OK_STAGE = [("parameters", 'year = 2025\nrun_dir = ""\nlang = "vi"\nmin_n = 30'),
-            ("code", "print('year', year, lang, 'min_n', min_n)")]
+NEW_PARAMETERS = 'run_dir = ""\ndata_dir = ""\ncommon = {}\nstage_settings = {}'
+# stands in for the annual survey report stage: touches that stage's main result tables (the runner
+# checks only that they were written) and prints the settings it received
+OK_STAGE = [("parameters", NEW_PARAMETERS),
+            ("code", "import pathlib\nfrom sipas_lib import schemas\n"
+                     "for name in schemas.stage_outputs('annual_survey_report'):\n"
+                     "    (pathlib.Path(run_dir) / 'results' / f'{name}.parquet').touch()"),
+            ("code", "print('year', common['year'], common['lang'], 'level', common['level'], 'seed', common['seed'],\n"
+                     "      'min_n', common['min_publish_n'], 'pub', stage_settings['publication'],\n"
+                     "      'impl', stage_settings['implementer'], 'other', 'trim_ratio' in stage_settings)")]
 
 
 def _invoke(*args: str):
     return runner.invoke(cli.app, list(args), catch_exceptions=False)
 
 
+def _failed_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("FAILED")]
+
+
 def test_default_run_name():
     assert cli._default_run_name(2025, config.DEMO_DIR) == "2025-demo"
     assert cli._default_run_name(2024, Path("/data/raw/2024")) == "2024"
     assert cli._default_run_name(2024, Path("/somewhere/hanoi")) == "2024-hanoi"
+    assert cli._default_run_name(2024, Path("/somewhere/Hà Nội (final)")) == "2024-Hà-Nội-final"
+    assert config.check_run_name(cli._default_run_name(2024, Path("/somewhere/Hà Nội (final)")))
 
 
-def test_parse_params():
-    assert cli._parse_params(["n=5", "share=0.2", "name=Hà Nội", "flag=True", "ids=['S01']"]) == {
-        "n": 5, "share": 0.2, "name": "Hà Nội", "flag": True, "ids": ["S01"],
-    }
-    with pytest.raises(ValueError, match="expected NAME=VALUE"):
-        cli._parse_params(["5"])
-    with pytest.raises(ValueError, match="expected NAME=VALUE"):
-        cli._parse_params(["bad name=1"])
-
-
-def test_report_success_prints_index(tmp_path, write_notebook):
+@pytest.mark.kernel
+def test_report_settings_reach_the_notebook_and_the_run_folder(tmp_path, write_notebook):
     nbdir = tmp_path / "nb"
-    write_notebook(nbdir / "10_ok.ipynb", OK_STAGE, title="Ok")
+    write_notebook(nbdir / "80_annual_survey_report.ipynb", OK_STAGE, title="Ok")
     (tmp_path / "data").mkdir()
+    conf = tmp_path / "hanoi.yaml"
+    conf.write_text("common:\n  seed: 11\nannual_survey_report:\n  implementer: Viện X\n", encoding="utf-8")
     result = _invoke(
         "report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports"), "--run", "r",
-        "--year", "2030", "--lang", "en", "--notebooks-dir", str(nbdir), "--no-fanout", "-p", "min_n=5",
+        "--config", str(conf), "--year", "2030", "--lang", "en", "--level", "0.9", "--notebooks-dir", str(nbdir),
+        "--no-fanout", "-p", "min_publish_n=5", "-p", "annual_survey_report.publication=Số 7/BC",
+        "-p", "weighting.trim_ratio=2.5",
     )
     assert result.exit_code == 0, result.output
-    index = tmp_path / "reports" / "r" / "index.html"
-    assert index.exists()
+    run_dir = tmp_path / "reports" / "r"
+    index = run_dir / "index.html"
     assert f"index: {index}" in result.output
-    assert "10_ok" in result.output and "1 ok, 0 failed" in result.output
-    assert "year 2030 en min_n 5" in (tmp_path / "reports" / "r" / "html" / "10_ok.html").read_text(encoding="utf-8")
+    assert "80_annual_survey_report" in result.output and "1 ok, 0 failed" in result.output
+    page = (run_dir / "html" / "80_annual_survey_report.html").read_text(encoding="utf-8")
+    assert "year 2030 en level 0.9 seed 11 min_n 5 pub Số 7/BC impl Viện X other False" in page
+    saved = load_run_settings(run_dir)
+    assert (saved.year, saved.seed, saved.level) == (2030, 11, 0.9)
+    assert saved.section("weighting")["trim_ratio"] == 2.5  # kept for the record, not sent to this stage
+    assert "Số 7/BC" in index.read_text(encoding="utf-8")
 
 
-def test_report_failure_names_notebook_cell_and_error(tmp_path, write_notebook):
+@pytest.mark.kernel
+def test_report_failure_prints_one_line_with_the_cause(tmp_path, write_notebook):
     nbdir = tmp_path / "nb"
     write_notebook(
         nbdir / "20_bad.ipynb",
-        [("parameters", 'run_dir = ""'), ("code", "raise KeyError('unit S99 is not in the registry')")],
+        [("parameters", 'run_dir = ""'),
+         ("code", "from sipas_lib.stages import StageError\n"
+                  "raise StageError('responses.csv: row 7, column c03: expected 1-5, found 9')")],
     )
+    write_notebook(nbdir / "30_after.ipynb", [("parameters", 'run_dir = ""'), ("code", "x = 1")])
     (tmp_path / "data").mkdir()
     result = _invoke(
         "report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports"), "--run", "r",
         "--notebooks-dir", str(nbdir),
     )
     assert result.exit_code == 1
-    out = " ".join(result.output.split())  # rich may wrap long lines
-    assert "FAILED notebook" in out and "20_bad.ipynb" in out
-    assert "cell 2" in out and "KeyError" in out and "unit S99 is not in the registry" in out
+    assert _failed_lines(result.output) == [
+        "FAILED 20_bad.ipynb cell 2: StageError: responses.csv: row 7, column c03: expected 1-5, found 9"]
+    assert "1 failed, 1 skipped" in result.output
     assert (tmp_path / "reports" / "r" / "html" / "20_bad.html").exists()
+    assert "status-failed" in (tmp_path / "reports" / "r" / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.kernel
+def test_report_stage_without_its_main_tables_exits_non_zero(tmp_path, write_notebook):
+    from sipas_lib import schemas
+
+    nbdir = tmp_path / "nb"
+    write_notebook(nbdir / "30_weighting.ipynb", [("parameters", NEW_PARAMETERS),
+                                                  ("code", "print('weights not available')")])
+    (tmp_path / "data").mkdir()
+    result = _invoke("report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--run", "r",
+                     "--notebooks-dir", str(nbdir))
+    assert result.exit_code == 1
+    missing = ", ".join(f"results/{name}.parquet" for name in schemas.stage_outputs("weighting"))
+    assert _failed_lines(result.output) == [
+        f"FAILED 30_weighting.ipynb: StageError: stage weighting did not write {missing}"]
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--stages", "10,x"], "not a stage number"),
-        (["--lang", "fr"], "--lang must be one of vi, en"),
+        (["--lang", "fr"], "common.lang must be one of vi, en"),
+        (["--level", "1.5"], "common.level must be a confidence level"),
         (["--stages", "90"], "no stage notebook numbered 90"),
-        (["-p", "oops"], "expected NAME=VALUE"),
-        (["-p", "year=2020"], "set by the runner itself"),
+        (["-p", "oops"], "expected SECTION.NAME=VALUE"),
+        (["-p", "trim_ratio=2.5"], "trim_ratio is a setting of weighting: write weighting.trim_ratio"),
+        (["-p", "weighting.trim=2.5"], "unknown setting weighting.trim"),
+        (["-p", "weighting.trim_ratio=high"], "expected float"),
+        (["--config", "missing.yaml"], "missing.yaml: configuration file not found"),
     ],
 )
-def test_report_bad_options_exit_2(tmp_path, write_notebook, args, message):
+def test_report_bad_options_exit_2_before_writing(tmp_path, write_notebook, args, message):
     nbdir = tmp_path / "nb"
     write_notebook(nbdir / "10_ok.ipynb", OK_STAGE)
     (tmp_path / "data").mkdir()
@@ -90,6 +130,27 @@ def test_report_bad_options_exit_2(tmp_path, write_notebook, args, message):
                      "--notebooks-dir", str(nbdir), *args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "/tmp/x", "a/b", ".", "a\\b", "x y"])
+def test_report_refuses_a_run_name_that_is_not_one_folder(tmp_path, write_notebook, name):
+    """Issue 11: --run .. would write into the repository root and overwrite the source notebooks."""
+    nbdir = tmp_path / "nb"
+    write_notebook(nbdir / "10_ok.ipynb", OK_STAGE)
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "reports" / "inner"
+    out.mkdir(parents=True)
+    before = sorted(tmp_path.rglob("*"))
+    outside = Path(name)
+    existed = outside.is_absolute() and outside.exists()
+    result = _invoke("report", "--data-dir", str(tmp_path / "data"), "--out", str(out), "--run", name,
+                     "--notebooks-dir", str(nbdir))
+    assert result.exit_code == 2
+    assert "--run: run name" in " ".join(result.output.split())
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+    if outside.is_absolute():
+        assert outside.exists() == existed
 
 
 def test_report_missing_data_dir(tmp_path):
@@ -104,7 +165,7 @@ def test_demo_if_missing_and_arguments(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_write(folder, year, seed, scale, previous_year):
+    def fake_write(folder, year, seed, scale, previous_year, if_missing=False):
         assert previous_year, "the demo must include the previous year (year-on-year tables)"
         calls.append((Path(folder), year, seed, scale))
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -122,6 +183,7 @@ def test_demo_if_missing_and_arguments(tmp_path, monkeypatch):
     assert calls[-1] == (tmp_path / "complete", 2025, 2025, 0.1)
 
 
+@pytest.mark.kernel
 def test_console_script_uses_the_venv_kernel_without_activation(tmp_path, write_notebook):
     """``.venv/bin/sipas`` with a bare PATH: the python3 kernel must still be this environment's."""
     script = Path(sys.executable).parent / "sipas"

@@ -23,7 +23,9 @@ from sipas_lib import config
 ROOT = config.PROJECT_DIR
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
 NOTEBOOKS = [p for p in NOTEBOOKS if ".ipynb_checkpoints" not in p.parts]
-RUN_PARAMETERS = {"year", "data_dir", "run_dir", "seed", "lang"}
+# What the runner hands every stage notebook (sipas_lib.runner.RUN_PARAMETERS); settings arrive in
+# `common` and `stage_settings`, never as loose names.
+RUN_PARAMETERS = {"run_dir", "data_dir", "common", "stage_settings"}
 # conda-forge names that differ from the PyPI names in pyproject.toml
 CONDA_TO_PYPI: dict[str, str] = {}
 
@@ -72,9 +74,26 @@ def test_parameters_cell_holds_literals_only(path: Path):
         names.update(t.id for t in targets)
     if path.parent.name == "fanout":
         assert "unit_id" in names, f"{_rel(path)}: a fan-out template must declare unit_id"
-    if re.match(r"^[1-9][0-9]_", path.name):
-        missing = RUN_PARAMETERS - names
-        assert not missing, f"{_rel(path)}: the parameters cell lacks {', '.join(sorted(missing))}"
+
+
+STAGE_NOTEBOOKS = [p for p in NOTEBOOKS if p.parent.name == "fanout" or re.match(r"^[1-9][0-9]_", p.name)]
+
+
+@pytest.mark.parametrize("path", STAGE_NOTEBOOKS, ids=_rel)
+def test_stage_parameters_are_exactly_the_run_parameters(path: Path):
+    """A stage notebook declares run_dir, data_dir, common, stage_settings (a fan-out template also
+    unit_id) and nothing else: every setting comes from the run configuration."""
+    nb = nbformat.read(path, as_version=4)
+    (cell,) = _parameter_cells(nb)
+    names = set()
+    for node in ast.parse(cell.source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    expected = RUN_PARAMETERS | ({"unit_id"} if path.parent.name == "fanout" else set())
+    assert names == expected, (
+        f"{_rel(path)}: the parameters cell declares {sorted(names)}; expected exactly {sorted(expected)} "
+        f"(extra: {sorted(names - expected)}, missing: {sorted(expected - names)})"
+    )
 
 
 def _requirement(spec: str) -> tuple[str, str | None]:
@@ -103,6 +122,8 @@ def test_environment_yml_matches_pyproject():
     assert conda.pop("python", None) == python_floor, "environment.yml python bound differs from requires-python"
     conda.pop("pip", None)
     assert "-e ." in [p.strip() for p in pip_entries], "environment.yml must install the package with `pip: -e .`"
+    # packages only on PyPI are listed under pip:, with the same bound
+    conda.update(_requirement(p) for p in pip_entries if p.strip() != "-e .")
     missing = sorted(set(wanted) - set(conda))
     extra = sorted(set(conda) - set(wanted))
     assert not missing, f"in pyproject.toml but not environment.yml: {missing}"

@@ -275,3 +275,32 @@ def test_respondent_scores(small, inst):
     ans = row[CRIT].astype(float).dropna()
     assert sc["overall_share"].iloc[0] == pytest.approx((ans >= 4).mean())
     assert sc["overall_satisfied"].iloc[0] == float(ans.mean() >= 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# one deff across the library (issue 10, defect 4): R survey's, SRS without replacement
+# ------------------------------------------------------------------------------------------------
+def test_item_deff_is_estimation_mean_deff(small, design, res):
+    # The index's deff of a criterion is svymean(deff=TRUE) of the 0/1 item in the unit domain,
+    # i.e. estimation.mean's deff on the same data (no R reference of deff is stored: derived here).
+    data = small.copy()
+    for c in CRIT:
+        data[f"s_{c}"] = np.where(small[c].isna(), np.nan, (small[c] >= 4).astype(float))
+    d2 = est.SurveyDesign(data, weights="w", strata="stratum", fpc="N_h")
+    ref = est.mean(d2, [f"s_{c}" for c in CRIT], by="unit_id").assign(code=lambda t: t["variable"].str[2:])
+    m = res[res["level"] == "item"].merge(ref, on=["unit_id", "code"], suffixes=("", "_est"), validate="1:1")
+    assert len(m) == 4 * len(CRIT)
+    np.testing.assert_allclose(m["deff"], m["deff_est"], rtol=1e-12)
+    np.testing.assert_allclose(m["n_eff"], m["n_eff_est"], rtol=1e-12)
+
+
+def test_pooled_overall_deff_is_estimation_ratio_deff(small, design, inst):
+    data = small.copy()
+    data["s_tot"] = (small[CRIT] >= 4).sum(axis=1).astype(float)
+    data["a_tot"] = small[CRIT].notna().sum(axis=1).astype(float)
+    d2 = est.SurveyDesign(data, weights="w", strata="stratum", fpc="N_h")
+    ref = est.ratio(d2, "s_tot", "a_tot", by="unit_id")
+    out = ix.satisfaction_indices(design, inst, rule="pooled").query("level == 'overall'")
+    m = out.merge(ref, on="unit_id", suffixes=("", "_est"))
+    assert len(m) == 4
+    np.testing.assert_allclose(m["deff"], m["deff_est"], rtol=1e-12)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sipas_lib import config, runner
+from sipas_lib import config, runner, schemas
 
-from conftest import TINY_SEED, TINY_YEAR, index_links
+from conftest import index_links
 
 pytestmark = pytest.mark.notebooks
 
@@ -37,7 +37,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_demo, tiny_parameters, tmp_path_factory):
+def tiny_run(tiny_demo, tiny_settings, tmp_path_factory):
     stages = runner.discover_stages(config.NOTEBOOKS_DIR)
     assert stages, "no stage notebooks in notebooks/ (issue 2 needs at least the intake stage)"
     before = _digests(tiny_demo)
@@ -45,11 +45,9 @@ def tiny_run(tiny_demo, tiny_parameters, tmp_path_factory):
     # Outputs with personal data (the mailing list) go to the throwaway SIPAS_RAW_DIR set in conftest.
     assert config.RAW_DIR != config.DATA_DIR / "raw"
     # As `sipas report` does: last year's indices first, for the year-on-year tables.
-    previous = runner.run_previous_year(tiny_demo / runner.PREVIOUS_YEAR_DIR, run_dir, TINY_YEAR, seed=TINY_SEED,
-                                        parameters=tiny_parameters)
+    previous = runner.run_previous_year(tiny_demo / runner.PREVIOUS_YEAR_DIR, run_dir, tiny_settings)
     summary = runner.run_report(
-        tiny_demo, run_dir, year=TINY_YEAR, seed=TINY_SEED, lang="vi",
-        parameters={**tiny_parameters, "previous_results": str(previous)},
+        tiny_demo, run_dir, tiny_settings.replace(index_ranking__previous_results=str(previous)),
     )
     return summary, before
 
@@ -80,8 +78,9 @@ def test_intake_results_written(tiny_run):
 
 def test_one_report_per_unit_and_template(tiny_run, tiny_demo):
     summary, _ = tiny_run
-    units = pd.read_csv(tiny_demo / "units.csv", dtype=str)
-    surveyed = set(units.loc[units["unit_type"].isin(runner.FANOUT_UNIT_TYPES), "unit_id"])
+    # every unit that was issued questionnaires has an index, hence a report
+    surveyed = set(pd.read_csv(tiny_demo / "sample.csv", dtype=str)["unit_id"])
+    assert surveyed == set(schemas.read_result(summary.run_dir / "results", "ranks")["unit_id"])
     for template in runner.discover_fanout(config.NOTEBOOKS_DIR):
         done = {nb.unit_id for nb in summary.notebooks if nb.kind == "fanout" and nb.name == template.stem}
         assert done == surveyed, f"{template.name}: reports for {sorted(done)}, expected {sorted(surveyed)}"
@@ -138,9 +137,8 @@ def test_explore_notebook_runs_on_a_finished_run(tiny_run, tiny_demo, tmp_path):
     """notebooks/00_explore.ipynb is not part of the chain, but must work on a run's results."""
     summary, _ = tiny_run
     source = config.NOTEBOOKS_DIR / "00_explore.ipynb"
-    params = runner.select_parameters(
-        source, {"year": TINY_YEAR, "data_dir": str(tiny_demo), "run_dir": str(summary.run_dir), "lang": "en"}
-    )
+    params = runner.notebook_parameters(source, config.RunPaths(tiny_demo, summary.run_dir),
+                                        summary.settings.replace(lang="en"))
     assert "run_dir" in params
     status, _, failure = runner.execute_notebook(source, tmp_path / "explore.ipynb", params)
     assert status == runner.OK, failure.describe()
@@ -160,15 +158,12 @@ def test_year_on_year_against_the_previous_year(tiny_run):
     assert (pd.read_parquet(results / "city_yoy.parquet")["estimate_prev"].notna()).all()
 
 
-def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, tiny_demo, tiny_parameters,
-                                                                      tmp_path):
+def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, tiny_demo, tmp_path):
     """Reproducible: a second run of the computing stages writes the same result tables."""
     summary, _ = tiny_run
     first = Path(summary.run_dir) / "results"
-    again = runner.run_report(tiny_demo, tmp_path / "again", year=TINY_YEAR, seed=TINY_SEED, lang="vi",
-                              stages=[10, 20, 30, 40, 50], fanout=False,
-                              parameters={**tiny_parameters, "previous_results": str(
-                                  Path(summary.run_dir) / runner.PREVIOUS_YEAR_DIR / "results")})
+    again = runner.run_report(tiny_demo, tmp_path / "again", summary.settings,
+                              stages=[10, 20, 30, 40, 50], fanout=False)
     assert not again.failed
     tables = sorted(p.name for p in (tmp_path / "again" / "results").glob("*.parquet"))
     assert len(tables) >= 15

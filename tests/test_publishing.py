@@ -6,7 +6,7 @@
   same text as a free-text education answer) no HTML page contains a live script or handler.
 
 The publishing notebooks are executed with papermill on a tiny simulated year whose result tables
-are built here (so the tests do not wait for the other stages) and exported with nbconvert's
+are written by the stages' own ``run`` functions (no kernel needed for those) and exported with nbconvert's
 stock HTML exporter, which keeps scripts: the escaping itself is tested, not the runner's
 script stripping. ``test_full_chain_*`` (marked ``notebooks``) runs the whole chain through
 ``sipas_lib.runner.run_report`` on the notebook tier's tiny year with the payload unit names.
@@ -19,7 +19,6 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,94 +29,42 @@ PUBLISHING = ["60_annual_report.ipynb", "70_monthly_report.ipynb", "80_annual_su
 SCORECARD = NOTEBOOKS / "fanout" / "unit_scorecard.ipynb"
 PAYLOAD = "<script>alert(1)</script>"
 PAYLOAD_IMG = '<img src=x onerror="alert(2)">'
-ELEMENTS = {"E1": ["c01", "c02", "c03", "c04", "c05"], "E2": ["c06", "c07", "c08", "c09"],
-            "E3": ["c10", "c11", "c12"], "E4": ["c13", "c14"], "E5": ["c15", "c16", "c17", "c18"]}
 
 
 # --------------------------------------------------------------------------------------------
-# a tiny year with synthetic result tables
+# a tiny year whose result tables the stages write
 # --------------------------------------------------------------------------------------------
-
-
-def _share_table(responses: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Unweighted criterion, element and overall indices (shares) with normal CIs."""
-    rows = []
-    items = [c for codes in ELEMENTS.values() for c in codes]
-    sat = (responses[items] >= 4).where(responses[items].notna())
-    sat[by] = responses[by].to_numpy()
-    for key, grp in sat.groupby(by):
-        elems = {}
-        for e, codes in ELEMENTS.items():
-            vals = []
-            for c in codes:
-                x = grp[c].dropna()
-                p = float(x.mean()) if len(x) else np.nan
-                se = float(np.sqrt(p * (1 - p) / max(len(x), 1))) if len(x) else np.nan
-                rows.append((key, "item", c, p, se, len(x)))
-                vals.append(p)
-            elems[e] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
-            rows.append((key, "element", e, elems[e], 0.02, len(grp)))
-        rows.append((key, "overall", "SIPAS", float(np.nanmean(list(elems.values()))), 0.015, len(grp)))
-    out = pd.DataFrame(rows, columns=[by, "level", "code", "estimate", "se", "n"])
-    out["ci_low"] = out["estimate"] - 1.96 * out["se"]
-    out["ci_high"] = out["estimate"] + 1.96 * out["se"]
-    out["deff"] = 1.2
-    return out
 
 
 def build_synthetic_run(root: Path, unit_name: str | None = PAYLOAD) -> tuple[Path, Path]:
-    """A tiny simulated year (3 departments, 3 districts) and a run folder with result tables.
+    """A tiny simulated year (3 departments, 3 districts) and a run folder built by the stages.
 
     ``unit_name`` replaces the Vietnamese and English names of S01 (and is written as a free-text
-    education answer) to test escaping. Returns ``(data_dir, run_dir)``.
+    education answer of three accepted questionnaires) to test escaping. The result tables are
+    written by the stages' own ``run`` functions (intake, weighting, reliability, index & ranking),
+    so they meet their contracts. Returns ``(data_dir, run_dir)``.
     """
-    from sipas_lib.intake import intake_year
+    from sipas_lib import config, schemas
+    from sipas_lib.settings import load_settings
     from sipas_lib.simulate import write_demo_year
+    from sipas_lib.stages import index_ranking, intake_quality, reliability, weighting
 
     data_dir, run_dir = root / "data", root / "run"
-    write_demo_year(data_dir, scale=0.05, n_departments=3, n_districts=3)
-    units = pd.read_csv(data_dir / "units.csv", dtype=str)
+    write_demo_year(data_dir, scale=0.1, n_departments=3, n_districts=3)
     if unit_name is not None:
+        units = pd.read_csv(data_dir / "units.csv", dtype=str)
         units.loc[units["unit_id"] == "S01", ["name_vi", "name_en"]] = unit_name
         units.to_csv(data_dir / "units.csv", index=False)
-    results = run_dir / "results"
-    results.mkdir(parents=True)
-    (run_dir / "quarantine").mkdir()
-    intake = intake_year(data_dir)
-    acc = intake.accepted.copy()
+    settings = load_settings(overrides=["index_ranking.n_draws=200", "reliability.n_boot=20"])
+    paths = config.RunPaths(data_dir.resolve(), run_dir.resolve()).ensure()
+    settings.save(run_dir)
+    intake_quality.run(paths, settings)
     if unit_name is not None:
-        acc.loc[acc.index[:3], "education_other"] = unit_name
-    acc.to_parquet(results / "responses.parquet")
-    intake.summary.to_parquet(results / "intake_summary.parquet")
-    intake.quarantine.to_csv(run_dir / "quarantine" / "quarantine.csv", index=False)
-    units_clean = units.copy()
-    units_clean["code"] = pd.to_numeric(units_clean["code"], errors="coerce")
-    units_clean.to_parquet(results / "units.parquet")
-    utype = units.set_index("unit_id")["unit_type"]
-    ind = _share_table(acc, "unit_id")
-    ind["unit_type"] = ind["unit_id"].map(utype)
-    ind.to_parquet(results / "indices.parquet")
-    acc["group"] = acc["unit_type"]
-    city = pd.concat([_share_table(acc, "group"),
-                      _share_table(acc.assign(group="all"), "group")], ignore_index=True)
-    city.to_parquet(results / "city_indices.parquet")
-    ov = ind[ind["level"] == "overall"].copy()
-    ov["rank"] = ov.groupby("unit_type")["estimate"].rank(ascending=False, method="min").astype(int)
-    ov["rank_ci_low"] = (ov["rank"] - 1).clip(lower=1)
-    ov["rank_ci_high"] = ov["rank"] + 1
-    ov[["unit_id", "unit_type", "estimate", "se", "n", "rank", "rank_ci_low", "rank_ci_high"]].to_parquet(
-        results / "ranks.parquet")
-    prev = ind.copy()
-    prev["estimate_prev"] = prev["estimate"] - 0.02
-    prev["change"] = 0.02
-    prev["change_ci_low"] = -0.01
-    prev["change_ci_high"] = 0.05
-    prev["significant"] = False
-    prev[["unit_id", "unit_type", "level", "code", "estimate", "estimate_prev", "change", "change_ci_low",
-          "change_ci_high", "significant"]].to_parquet(results / "yoy.parquet")
-    pd.DataFrame({"element": list(ELEMENTS), "alpha": [0.82, 0.78, 0.85, 0.74, 0.88],
-                  "alpha_ci_low": [0.8, 0.75, 0.83, 0.7, 0.86], "alpha_ci_high": [0.84, 0.8, 0.87, 0.77, 0.9],
-                  "n": 300}).to_parquet(results / "reliability_alpha.parquet")
+        accepted = schemas.read_result(paths, "responses")
+        accepted.loc[accepted.index[:3], "education_other"] = unit_name
+        schemas.write_result(paths, "responses", accepted)
+    for stage in (weighting, reliability, index_ranking):
+        stage.run(paths, settings)
     return data_dir, run_dir
 
 
@@ -266,15 +213,15 @@ def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("pub")
     data_dir, run_dir = build_synthetic_run(root)
     out = run_dir / "notebooks"
-    out.mkdir()
-    base = {"year": 2025, "data_dir": str(data_dir), "run_dir": str(run_dir), "seed": 2025, "lang": "vi"}
+    out.mkdir(exist_ok=True)
+    base = {"data_dir": str(data_dir), "run_dir": str(run_dir), "common": {"lang": "vi"}, "stage_settings": {}}
     pages = []
     for name in PUBLISHING:
         pages.append(_export_stock_html(_execute(NOTEBOOKS / name, out / name, base)))
     for unit in ("S01", "D01"):
         pages.append(_export_stock_html(_execute(SCORECARD, out / f"scorecard_{unit}.ipynb",
                                                  {**base, "unit_id": unit})))
-    en = _execute(SCORECARD, out / "scorecard_S01_en.ipynb", {**base, "unit_id": "S01", "lang": "en"})
+    en = _execute(SCORECARD, out / "scorecard_S01_en.ipynb", {**base, "unit_id": "S01", "common": {"lang": "en"}})
     pages.append(_export_stock_html(en))
     return data_dir, run_dir, pages
 

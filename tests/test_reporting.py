@@ -38,6 +38,25 @@ def test_fmt_num_and_pct_by_language():
         R.fmt_num(1, lang="fr")
 
 
+def test_fmt_range():
+    assert R.fmt_range(1, 6) == "1–6" and R.fmt_range(np.nan, 3) == "–" and R.fmt_range(pd.NA, None) == "–"
+
+
+def test_guessing_helpers_are_gone():
+    """Results are read through their contracts and shares are 0–1 by contract (issue 10, defect 6)."""
+    for name in ("first_column", "share_scale", "read_result", "city_rows", "method_text", "publishable_flags",
+                 "weakest_criteria"):
+        assert not hasattr(R, name), name
+
+
+def test_interval_labels_carry_the_level():
+    """No "95 %" baked into a shared label: the run's level fills it (issue 10, defect 2)."""
+    assert R.label("ci_level", "vi", level="90 %") == "KTC 90 %"
+    assert R.label("rank_set_sim", "en", level="90 %") == "90 % rank set (simultaneous)"
+    for key, entry in R.LABELS.items():
+        assert "95 %" not in entry["vi"] + entry["en"], key
+
+
 def test_fmt_pp_ci_rank():
     assert R.fmt_pp(0.0125) == "+1,25 điểm %"
     assert R.fmt_pp(-0.0125, 1, lang="en") == "−1.2 pp"  # 1.25 rounds half to even
@@ -46,12 +65,6 @@ def test_fmt_pp_ci_rank():
     assert R.fmt_ci(None, 0.8) == "–"
     assert R.fmt_rank_set(3, 1, 6) == "3 (1–6)" and R.fmt_rank_set(3, 1, 6, 20) == "3 (1–6) / 20"
     assert R.fmt_rank_set(np.nan, 1, 2) == "–" and R.fmt_rank_set(4, None, None) == "4"
-
-
-def test_share_scale():
-    assert R.share_scale([0.8, 0.95, np.nan]) == 100.0
-    assert R.share_scale([80.0, 95.0]) == 1.0
-    assert R.share_scale([]) == 100.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +84,7 @@ def test_escaped_markdown_renders_as_text(text):
     """Rendered by nbconvert's own Markdown filter (what the HTML export uses): no tag, no link."""
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-    html = markdown2html_mistune(R.narrate("sc_no_unit", "en", unit=text))
+    html = markdown2html_mistune(R.narrate("unit_not_found", "en", unit=text))
     assert "<script" not in html and "<img" not in html and "<a " not in html
     # the visible text is the original string
     from html.parser import HTMLParser
@@ -90,9 +103,9 @@ def test_escaped_markdown_renders_as_text(text):
 
 
 def test_narrate_escapes_values_but_not_raw():
-    out = R.narrate("sc_no_unit", "vi", unit=PAYLOAD)
+    out = R.narrate("unit_not_found", "vi", unit=PAYLOAD)
     assert "<script>" not in out and "&lt;script&gt;" in out
-    raw = R.narrate("sc_no_unit", "vi", unit=R.Raw("**S01**"))
+    raw = R.narrate("unit_not_found", "vi", unit=R.Raw("**S01**"))
     assert "**S01**" in raw
 
 
@@ -110,18 +123,6 @@ def test_html_table_escapes_everything_and_flags():
 # ---------------------------------------------------------------------------------------------
 # publishability
 # ---------------------------------------------------------------------------------------------
-
-def test_publishable_flags_threshold():
-    df = pd.DataFrame({"unit_id": list("abcd"), "n": [29, 30, np.nan, 200]})
-    out = R.publishable_flags(df, "n", 30, "en")
-    assert out["publishable"].tolist() == [False, True, False, True]
-    assert out["flag"].tolist()[0] == "fewer than 30 responses – not ranked" and out["flag"].iloc[1] == ""
-    assert "dưới 30 phiếu" in R.publishable_flags(df)["flag"].iloc[0]
-    with pytest.raises(ValueError, match="column 'size'"):
-        R.publishable_flags(df, "size")
-    with pytest.raises(ValueError, match="min_n"):
-        R.publishable_flags(df, "n", 0)
-
 
 # ---------------------------------------------------------------------------------------------
 # labels
@@ -171,17 +172,6 @@ def test_heading_and_toc():
     assert "1. [One](#a)" in toc and "2. [Two](#b)" in toc and toc.startswith("**Contents**")
 
 
-def test_method_text_states_formulas():
-    for lang in ("vi", "en"):
-        text = R.method_text(lang, min_n=40)
-        for token in ("1[y<sub>ij</sub> ≥ 4]", "N<sub>h</sub>/n<sub>h</sub>", "1 − f<sub>h</sub>", "Mogstad",
-                      "SE(Δ)", "α = k/(k − 1)"):
-            assert token in text, (lang, token)
-        assert "40" in text
-    w = pd.DataFrame({"unit_id": ["a", "b"], "deff_kish": [1.1, 1.45]})
-    assert "1,10" in R.method_text("vi", weights=w) and "1.45" in R.method_text("en", weights=w)
-
-
 def test_item_texts_and_shorten():
     texts = R.item_texts("vi", "district")
     assert texts["c01"].startswith("Trụ sở cơ quan") and texts["E1"] == "Tiếp cận dịch vụ"
@@ -194,55 +184,6 @@ def test_item_texts_and_shorten():
 # ---------------------------------------------------------------------------------------------
 # result tables
 # ---------------------------------------------------------------------------------------------
-
-def test_read_result_and_first_column(tmp_path):
-    res = tmp_path / "results"
-    res.mkdir()
-    pd.DataFrame({"unit_id": ["S01"], "rank": [1]}).to_parquet(res / "ranks.parquet")
-    (res / "broken.parquet").write_text("not parquet")
-    pd.DataFrame({"a": [1]}).to_csv(res / "other.csv", index=False)
-
-    class P:
-        results = res
-
-    assert R.read_result(P, "ranks")["rank"].tolist() == [1]
-    assert R.read_result(P, "ranks", ["unit_id", "rank_ci_low"]) is None
-    assert R.read_result(P, "missing") is None and R.read_result(P, "broken") is None
-    assert R.read_result(res, "other")["a"].tolist() == [1]
-    df = pd.DataFrame({"b": [1], "c": [2]})
-    assert R.first_column(df, "a", "c", "b") == "c" and R.first_column(df, "z") is None
-    assert R.first_column(None, "a") is None
-
-
-def test_city_rows_and_overall():
-    city = pd.DataFrame({"scope": ["department", "district", "all"], "level": "overall", "code": "SIPAS",
-                         "estimate": [0.8, 0.85, 0.83]})
-    assert R.city_rows(city, "district")["estimate"].tolist() == [0.85]
-    assert R.city_rows(city, "all")["estimate"].tolist() == [0.83]
-    assert R.city_rows(city.assign(scope="x"), "all") is None and R.city_rows(None, "all") is None
-    ind = pd.DataFrame({"unit_id": ["a", "a", "b"], "level": ["item", "overall", "overall"], "estimate": [1, 2, 3]})
-    assert R.overall_indices(ind)["estimate"].tolist() == [2, 3]
-    with pytest.raises(ValueError, match="level"):
-        R.overall_indices(ind.drop(columns="level"))
-
-
-def test_weakest_criteria_from_priorities_and_fallback():
-    pri = pd.DataFrame({"unit_id": ["a"] * 4 + ["b"] * 2, "code": ["c01", "c02", "c03", "c04", "c01", "c02"],
-                        "estimate": [0.5, 0.6, 0.7, 0.8, 0.9, 0.4], "rank_in_unit": [1, 2, 3, 4, 2, 1]})
-    out = R.weakest_criteria(pri, None, "a", k=2)
-    assert out["code"].tolist() == ["c01", "c02"]
-    assert R.weakest_criteria(pri, None, None, k=1)["code"].tolist() == ["c01", "c02"]
-    rng = np.random.default_rng(1)
-    ind = pd.DataFrame({"unit_id": np.repeat(["u1", "u2"], 5), "level": "item",
-                        "code": [f"c0{i}" for i in range(1, 6)] * 2, "estimate": rng.random(10),
-                        "se": 0.01, "n": 50})
-    fb = R.weakest_criteria(None, ind, "u2", k=3)
-    want = ind[ind["unit_id"] == "u2"].nsmallest(3, "estimate")["code"].tolist()
-    assert fb["code"].tolist() == want
-    assert R.weakest_criteria(None, None).empty
-    with pytest.raises(ValueError, match="k must"):
-        R.weakest_criteria(pri, k=0)
-
 
 # ---------------------------------------------------------------------------------------------
 # charts
@@ -272,21 +213,11 @@ def test_finish_chart_puts_title_n_and_labels():
     fig.canvas.draw()  # "$" in a label must not be parsed as mathtext
     with pytest.raises(ValueError, match="ylabel"):
         R.finish_chart(ax, title="t", xlabel="x", ylabel=" ")
+    R.finish_chart(ax, title="một tiêu đề rất dài " * 8, xlabel="x", ylabel="y")
+    assert "\n" in ax.get_title(loc="left")  # a long title is wrapped to the figure's width
     R.pct_axis(ax, "y", "vi", 1)
     assert ax.yaxis.get_major_formatter()(85.5, 0) == "85,5"
     plt.close(fig)
-
-
-def test_publishable_flags_respects_stage_50_flag():
-    df = pd.DataFrame({"n": [100, 100, 10], "publishable": [True, False, True]})
-    out = R.publishable_flags(df, "n", 30, "en")
-    assert out["publishable"].tolist() == [True, False, False]
-
-
-def test_criteria_codes():
-    assert R.criteria_codes("district") == [f"c{i:02d}" for i in range(1, 19)]
-    assert "lg1" not in R.criteria_codes("district")
-    assert R.criteria_codes("department")[-1] == "c18"
 
 
 def test_show_helpers_display_escaped_objects(monkeypatch):
@@ -300,3 +231,19 @@ def test_show_helpers_display_escaped_objects(monkeypatch):
     assert isinstance(shown[0], ipd.Markdown) and shown[0].data == "**x**"
     assert isinstance(shown[1], ipd.HTML) and shown[1].data == "<p>y</p>"
     assert "&lt;script&gt;" in shown[2].data and "<script>" not in shown[2].data
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1))
+    fig.add_subplot().plot([1, 2])
+    R.show_figure(fig)
+    assert isinstance(shown[3], ipd.Image) and shown[3].data[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("name", ["annual_report", "unit_scorecard", "methodology"])
+def test_report_texts_use_the_level_and_match_placeholders(name):
+    from sipas_lib.texts import load_texts
+
+    for key, entry in load_texts(name).items():
+        assert "95 %" not in entry["vi"].replace("từ {low} đến {high}", "") + entry["en"], f"{name}.{key}"
+        fields = [{f for _, f, _, _ in string.Formatter().parse(entry[lang]) if f} for lang in ("vi", "en")]
+        assert fields[0] == fields[1], f"{name}.{key}: placeholders differ between vi and en"

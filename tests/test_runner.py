@@ -1,42 +1,41 @@
 """Tests of sipas_lib.runner on tiny throwaway notebooks written to tmp_path.
 
 Kernel start-up dominates the run time (~0.8 s per notebook here), so one successful chain
-(module-scoped fixture: one stage + a fan-out over 2 units) serves several assertions.
+(module-scoped fixture: one stage + a fan-out over 2 units) serves several assertions. Tests that
+start a kernel are marked ``kernel`` (``make test-fast`` leaves them out).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from sipas_lib import runner
+from sipas_lib import config, runner, schemas
 from sipas_lib.runner import FAILED, OK, SKIPPED, NotebookFailure, NotebookRun, RunSummary
+from sipas_lib.settings import load_run_settings, load_settings
 
-from conftest import build_notebook, index_links
+from conftest import build_notebook, contract_table, index_links
 
 HOSTILE_NAME = '<script>alert("x")</script> Sở & "Nội vụ"'
+NEW_PARAMETERS = 'run_dir = ""\ndata_dir = ""\ncommon = {}\nstage_settings = {}'
 
 STAGE_CELLS = [
-    ("parameters", 'year = 2025\ndata_dir = ""\nrun_dir = ""\nsize = 3\nthreshold = 0.5'),
+    ("parameters", NEW_PARAMETERS + "\nsize = 3"),
     ("code", "import json, sys, pathlib\nimport pandas as pd\nCODE_MARKER_7f3a = 1"),
     (
         "code",
         "results = pathlib.Path(run_dir) / 'results'\n"
-        "results.mkdir(parents=True, exist_ok=True)\n"
-        "pd.DataFrame({'unit_id': ['S01', 'D01', 'D01C01'],\n"
-        "              'unit_type': ['department', 'district', 'commune'],\n"
-        "              'name_vi': ['Sở Nội vụ', 'Quận Ba Đình', 'Phường X'],\n"
-        "              'name_en': [" + repr(HOSTILE_NAME) + ", 'Ba Dinh', 'Ward X']}).to_parquet(results / 'units.parquet')\n"
-        "(results / 'seen.json').write_text(json.dumps({'year': year, 'size': size, 'data_dir': data_dir,\n"
-        "    'threshold': threshold,\n"
+        "(results / 'seen.json').write_text(json.dumps({'common': common, 'stage_settings': stage_settings,\n"
+        "    'size': size, 'data_dir': data_dir,\n"
         "    'lang_injected': 'lang' in globals(), 'prefix': sys.prefix}))",
     ),
-    ("code", "print('VISIBLE_OUTPUT_' + str(year))"),
+    ("code", "print('VISIBLE_OUTPUT_' + str(common['year']))"),
     ("code", "print('HIDDEN_OUTPUT')", ["remove-cell"]),
     ("code", "import sys\nprint('STDERR_NOISE', file=sys.stderr)"),
     ("code", "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 2])\nplt.show()"),
@@ -47,17 +46,33 @@ STAGE_CELLS = [
 ]
 
 FANOUT_CELLS = [
-    ("parameters", 'unit_id = ""\nrun_dir = ""\nlang = "vi"'),
-    ("code", "print('SCORECARD_FOR_' + unit_id + '_' + lang)"),
-    ("code", "print('THRESHOLD_SEEN' if 'threshold' in globals() else 'THRESHOLD_ABSENT')"),
+    ("parameters", 'unit_id = ""\n' + NEW_PARAMETERS),
+    ("code", "print('SCORECARD_FOR_' + unit_id + '_' + common['lang'])"),
+    ("code", "print('SIZE_SEEN' if 'size' in globals() else 'SIZE_ABSENT')"),
 ]
 
 
+def write_units(run_dir: Path, units: dict[str, tuple[str, str, str]], ranked: list[str]) -> None:
+    """``results/units.parquet`` (``{unit_id: (unit_type, name_vi, name_en)}``) and a ``ranks`` table
+    with a row for each unit in ``ranked``, both through their contracts."""
+    ids = list(units)
+    schemas.write_result(run_dir / "results", "units", contract_table(
+        "units", unit_id=ids, unit_type=[units[u][0] for u in ids], name_vi=[units[u][1] for u in ids],
+        name_en=[units[u][2] for u in ids]))
+    schemas.write_result(run_dir / "results", "ranks", contract_table(
+        "ranks", unit_id=ranked, unit_type=[units[u][0] for u in ranked]))
+
+
+CHAIN_UNITS = {
+    "S01": ("department", "Sở Nội vụ", HOSTILE_NAME),
+    "D01": ("district", "Quận Ba Đình", "Ba Dinh"),
+    "D01C01": ("commune", "Phường X", "Ward X"),
+}
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """One stage notebook + one fan-out template over 2 units (department, district)."""
+    """One stage notebook + one fan-out template over the 2 ranked units (department, district)."""
     root = tmp_path_factory.mktemp("chain")
     nbdir = root / "notebooks"
     build_notebook(nbdir / "10_first.ipynb", STAGE_CELLS, title="Bước một")
@@ -65,11 +80,12 @@ def chain(tmp_path_factory):
     build_notebook(nbdir / "fanout" / "scorecard.ipynb", FANOUT_CELLS, title="Phiếu điểm")
     data = root / "data"
     data.mkdir()
-    summary = runner.run_report(
-        data, root / "reports" / "r1", year=2031, seed=5, lang="en", workers=2, notebooks_dir=nbdir,
-        parameters={"threshold": 0.9},
-    )
-    return summary
+    run_dir = root / "reports" / "r1"
+    # the ranks table lists the district before the department: reports follow the units table
+    write_units(run_dir, CHAIN_UNITS, ["D01", "S01"])
+    settings = load_settings(year=2031, seed=5, lang="en",
+                             overrides=["annual_survey_report.publication=<script>alert(2)</script> & co"])
+    return runner.run_report(data, run_dir, settings, workers=2, notebooks_dir=nbdir)
 
 
 def test_discover_stages_orders_and_ignores_explore(tmp_path, write_notebook):
@@ -99,6 +115,31 @@ def test_select_parameters_keeps_only_declared(tmp_path, write_notebook):
     assert runner.select_parameters(nb, values) == {"year": 2030, "run_dir": "/r"}
 
 
+def test_notebook_parameters_give_common_and_only_the_own_section(tmp_path, write_notebook):
+    nbdir = tmp_path / "notebooks"
+    weighting = write_notebook(nbdir / "30_weighting.ipynb", [("parameters", NEW_PARAMETERS)])
+    card = write_notebook(nbdir / "fanout" / "unit_scorecard.ipynb", [("parameters", 'unit_id = ""\n' + NEW_PARAMETERS)])
+    other = write_notebook(nbdir / "10_first.ipynb", [("parameters", NEW_PARAMETERS)])
+    legacy = write_notebook(nbdir / "40_reliability.ipynb",
+                            [("parameters", 'year = 2025\nrun_dir = ""\nn_boot = 1000\ntrim_ratio = 1.0')])
+    settings = load_settings(year=2030, overrides=["weighting.trim_ratio=2.5", "reliability.n_boot=7"])
+    paths = config.RunPaths(tmp_path / "data", tmp_path / "run")  # nothing is created
+    common = dict(settings.common)
+    assert runner.notebook_parameters(weighting, paths, settings) == {
+        "run_dir": str(paths.run_dir), "data_dir": str(paths.data_dir), "common": common,
+        "stage_settings": {"calibration": "poststratify", "trim_ratio": 2.5, "min_cell": 1},
+    }
+    assert runner.notebook_parameters(card, paths, settings, unit_id="X7") == {
+        "unit_id": "X7", "run_dir": str(paths.run_dir), "data_dir": str(paths.data_dir), "common": common,
+        "stage_settings": dict(settings.section("unit_scorecard")),
+    }
+    assert runner.notebook_parameters(other, paths, settings)["stage_settings"] == {}  # not a pipeline stage
+    # an old-style parameters cell still gets the run's values, and never another stage's setting
+    assert runner.notebook_parameters(legacy, paths, settings) == {"year": 2030, "run_dir": str(paths.run_dir),
+                                                                   "n_boot": 7}
+    assert not (tmp_path / "run").exists()
+
+
 def test_notebook_title_sources(tmp_path, write_notebook):
     plain = write_notebook(tmp_path / "a.ipynb", [("markdown", "Intro\n## Tiếp nhận phiếu"), ("code", "x = 1")])
     assert runner.notebook_title(plain) == "Tiếp nhận phiếu"
@@ -126,6 +167,7 @@ def test_index_section(tmp_path, write_notebook):
     assert runner.index_section(chosen) == "admin"
 
 
+@pytest.mark.kernel
 def test_chain_success_statuses_and_files(chain):
     assert chain.ok
     assert chain.counts() == {OK: 3, FAILED: 0, SKIPPED: 0}
@@ -141,22 +183,27 @@ def test_chain_success_statuses_and_files(chain):
         assert runner.find_online_references(page) == []  # the hostile unit name in <title> is escaped
     payload = json.loads((chain.run_dir / "run.json").read_text(encoding="utf-8"))
     assert payload["counts"] == chain.counts()
+    assert payload["settings"]["common"]["year"] == 2031
     assert "00_explore" not in {nb.name for nb in chain.notebooks}
+    # the effective configuration is saved in the run folder
+    assert load_run_settings(chain.run_dir).to_dict() == chain.settings.to_dict()
 
 
+@pytest.mark.kernel
 def test_chain_passes_only_declared_parameters_and_uses_this_interpreter(chain):
     seen = json.loads((chain.run_dir / "results" / "seen.json").read_text())
-    assert seen["year"] == 2031  # run parameter injected
-    assert seen["size"] == 3  # stage-specific default kept
-    assert seen["threshold"] == 0.9  # extra parameter given to the notebook that declares it
+    assert seen["common"] == dict(chain.settings.common) and seen["common"]["year"] == 2031
+    assert seen["stage_settings"] == {}  # 10_first is no pipeline stage: no section of its own
+    assert seen["size"] == 3  # the notebook's own default kept
     card = chain.notebooks[1].html.read_text(encoding="utf-8")
-    assert "THRESHOLD_ABSENT" in card  # ... and to no other
+    assert "SIZE_ABSENT" in card  # a stage's variable never reaches the per-unit notebook
     assert seen["lang_injected"] is False  # not declared -> not injected
     assert Path(seen["data_dir"]).name == "data"
     # the python3 kernel is this interpreter's environment, not a globally registered one
     assert Path(seen["prefix"]).resolve() == Path(sys.prefix).resolve()
 
 
+@pytest.mark.kernel
 def test_chain_html_hides_code_and_is_offline(chain):
     html = chain.notebooks[0].html.read_text(encoding="utf-8")
     assert "VISIBLE_OUTPUT_2031" in html
@@ -178,6 +225,7 @@ def test_chain_html_hides_code_and_is_offline(chain):
     assert "STDERR_NOISE" in executed and "HIDDEN_OUTPUT" in executed
 
 
+@pytest.mark.kernel
 def test_chain_index_links_exist_and_names_are_escaped(chain):
     index = chain.index
     text = index.read_text(encoding="utf-8")
@@ -190,8 +238,12 @@ def test_chain_index_links_exist_and_names_are_escaped(chain):
     assert "&lt;script&gt;alert(" in text  # the English name, escaped
     assert "Sở Nội vụ" not in text and "Ba Dinh" in text  # names in the run's language
     assert text.index("Bước một") < text.index("Departments") < text.index("&lt;script&gt;") < text.index("Districts")
-    assert "Ward X" not in text  # communes get no scorecard
+    assert "Ward X" not in text  # only ranked units get a report
     assert runner.find_online_references(text) == []
+    # the configuration, one table per section, escaped
+    assert "Configuration of this run" in text and "settings.yaml" in text
+    assert ">trim_ratio<" in text and ">annual_survey_report<" in text
+    assert "&lt;script&gt;alert(2)&lt;/script&gt; &amp; co" in text
 
 
 def test_index_escapes_unit_names_and_errors(tmp_path):
@@ -209,12 +261,13 @@ def test_index_escapes_unit_names_and_errors(tmp_path):
         NotebookRun("fanout", "card", "Card — x", tmp_path / "card.ipynb", run_dir / "n.ipynb", html, OK, 2.0,
                     unit_id="S01", unit_type="department", unit_name=HOSTILE_NAME, section="Card"),
     ]
-    summary = RunSummary(run_dir, run_dir / "index.html", rows, 3.0, {"year": 2025, "lang": "vi"})
+    summary = RunSummary(run_dir, run_dir / "index.html", rows, 3.0, load_settings(year=2025, lang="vi"))
     text = runner.write_index(summary, "vi").read_text(encoding="utf-8")
     assert HOSTILE_NAME not in text
     assert "&lt;script&gt;alert(" in text and "Sở &amp; " in text
     assert "column &lt;c07&gt; &amp; more" in text and "cell 3" in text
     assert "A &amp; B" in text
+    assert "Báo cáo SIPAS 2025" in text and "Cấu hình của lượt chạy" in text
     assert "<script" not in text.lower()
     assert "lỗi" in text and "hoàn thành" in text and "Sở, ban, ngành" in text
     assert "1,0 s" in text  # Vietnamese decimal comma
@@ -223,6 +276,7 @@ def test_index_escapes_unit_names_and_errors(tmp_path):
     assert text.index("Các bước phân tích") < text.index("Card") < text.index("Báo cáo hành chính")
 
 
+@pytest.mark.kernel
 def test_stage_failure_stops_exports_and_reports_cell(tmp_path, write_notebook):
     nbdir = tmp_path / "notebooks"
     write_notebook(nbdir / "10_ok.ipynb", [("parameters", 'run_dir = ""'), ("code", "x = 1")], title="OK stage")
@@ -245,6 +299,7 @@ def test_stage_failure_stops_exports_and_reports_cell(tmp_path, write_notebook):
     assert "no column <c07>" in bad.failure.evalue
     assert bad.failure.line == "line 3: raise ValueError('no column <c07> in responses')"
     assert bad.failure.line in bad.failure.describe()
+    assert bad.failure.cause() == "ValueError: no column <c07> in responses"
     assert bad.html.exists()  # the failed notebook is still exported, with its traceback
     page = bad.html.read_text(encoding="utf-8")
     assert "no column &lt;c07&gt; in responses" in page
@@ -255,19 +310,78 @@ def test_stage_failure_stops_exports_and_reports_cell(tmp_path, write_notebook):
     assert not (tmp_path / "run" / "notebooks" / "30_never.ipynb").exists()
 
 
-def test_stage_selection_and_unknown_stage(tmp_path, write_notebook):
+@pytest.mark.kernel
+def test_stage_selection(tmp_path, write_notebook):
     nbdir = tmp_path / "notebooks"
     write_notebook(nbdir / "10_a.ipynb", [("parameters", 'run_dir = ""'), ("code", "a = 1")])
     write_notebook(nbdir / "20_b.ipynb", [("parameters", 'run_dir = ""'), ("code", "b = 1")])
     summary = runner.run_report(tmp_path / "d", tmp_path / "run", stages=[20], notebooks_dir=nbdir)
     assert [(nb.name, nb.status) for nb in summary.notebooks] == [("10_a", SKIPPED), ("20_b", OK)]
     assert summary.ok
+
+
+def test_refused_before_anything_is_written(tmp_path, write_notebook):
+    """An unknown stage, or a run folder holding the notebooks or the data: refused, nothing written."""
+    nbdir = tmp_path / "project" / "notebooks"
+    write_notebook(nbdir / "10_a.ipynb", [("parameters", 'run_dir = ""'), ("code", "a = 1")])
+    data = tmp_path / "project" / "data"
+    data.mkdir()
+    before = sorted(tmp_path.rglob("*"))
     with pytest.raises(ValueError, match="no stage notebook numbered 40"):
-        runner.run_report(tmp_path / "d", tmp_path / "run", stages=[40], notebooks_dir=nbdir)
-    with pytest.raises(ValueError, match="run_dir are set by the runner"):
-        runner.run_report(tmp_path / "d", tmp_path / "run", parameters={"run_dir": "x"}, notebooks_dir=nbdir)
-    with pytest.raises(ValueError, match="unknown language 'fr'"):
-        runner.run_report(tmp_path / "d", tmp_path / "run", lang="fr", notebooks_dir=nbdir)
+        runner.run_report(data, tmp_path / "run", stages=[40], notebooks_dir=nbdir)
+    for folder in (nbdir, tmp_path / "project", tmp_path):
+        with pytest.raises(ValueError, match="holds the source notebooks"):
+            runner.run_report(data, folder, notebooks_dir=nbdir)
+    with pytest.raises(ValueError, match="holds the input data"):
+        runner.run_report(data, data, notebooks_dir=nbdir)
+    with pytest.raises(ValueError, match="holds the source notebooks"):
+        runner.check_run_dir(config.PROJECT_DIR, nbdir)  # the repository's own notebooks are protected too
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_missing_outputs_counts_only_tables_written_since_the_stage_started(tmp_path):
+    results = tmp_path / "results"
+    names = schemas.stage_outputs("weighting")
+    assert names, "the weighting stage has main outputs"
+    expected = [f"results/{name}.parquet" for name in names]
+    assert runner.missing_outputs("weighting", results) == expected
+    results.mkdir()
+    for name in names:
+        (results / f"{name}.parquet").write_bytes(b"")
+    assert runner.missing_outputs("weighting", results) == []
+    started = time.time()
+    old = started - 3600
+    os.utime(results / f"{names[0]}.parquet", (old, old))  # left over from an earlier run
+    assert runner.missing_outputs("weighting", results, since=started) == [expected[0]]
+    assert runner.missing_outputs("annual_report", results) == []  # a stage without result tables
+
+
+@pytest.mark.kernel
+def test_stage_that_did_not_write_its_main_tables_fails(tmp_path, write_notebook):
+    """Issue 11: a stage notebook that ran without error but wrote no (fresh) main table is failed."""
+    nbdir = tmp_path / "notebooks"
+    names = schemas.stage_outputs("intake_quality")
+    run_dir = tmp_path / "run"
+    results = run_dir / "results"
+    results.mkdir(parents=True)
+    old = time.time() - 3600
+    for name in names:  # an earlier run's tables
+        (results / f"{name}.parquet").write_bytes(b"")
+        os.utime(results / f"{name}.parquet", (old, old))
+    fresh = names[1:]  # the notebook rewrites all but the first
+    write_notebook(nbdir / "20_intake_quality.ipynb", [
+        ("parameters", NEW_PARAMETERS),
+        ("code", f"import os, pathlib\nfor name in {fresh!r}:\n"
+                 "    os.utime(pathlib.Path(run_dir) / 'results' / f'{name}.parquet')\nprint('caught and printed')"),
+    ])
+    write_notebook(nbdir / "30_later.ipynb", [("parameters", 'run_dir = ""'), ("code", "x = 1")])
+    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir)
+    assert [(nb.name, nb.status) for nb in summary.notebooks] == [("20_intake_quality", FAILED), ("30_later", SKIPPED)]
+    failure = summary.notebooks[0].failure
+    assert failure.cause() == f"StageError: stage intake_quality did not write results/{names[0]}.parquet"
+    assert summary.notebooks[0].html.exists()  # what it printed is still there to read
+    index = summary.index.read_text(encoding="utf-8")
+    assert "status-failed" in index and f"did not write results/{names[0]}.parquet" in index
 
 
 def test_fanout_without_units_table_is_failed_not_crashed(tmp_path, write_notebook):
@@ -280,29 +394,34 @@ def test_fanout_without_units_table_is_failed_not_crashed(tmp_path, write_notebo
     assert [nb.status for nb in skipped.notebooks] == [SKIPPED] and skipped.ok
 
 
-def test_fanout_units_filters_and_names(tmp_path):
-    results = tmp_path / "results"
-    results.mkdir()
-    with pytest.raises(FileNotFoundError, match="units.parquet"):
+def test_fanout_units_come_from_the_ranks_with_the_registry_type(tmp_path):
+    with pytest.raises(schemas.ContractError, match="units.parquet: not found"):
         runner.fanout_units(tmp_path)
-    pd.DataFrame({"unit_id": ["S01"], "name_vi": ["x"]}).to_parquet(results / "units.parquet")
-    with pytest.raises(ValueError, match="unit_type"):
-        runner.fanout_units(tmp_path)
-    pd.DataFrame(
-        {
-            "unit_id": ["S01", "D01", "D01C01", "S02"],
-            "unit_type": ["department", "district", "commune", "department"],
-            "name_vi": ["Sở Nội vụ", None, "Phường", "Sở Y tế"],
-            "name_en": ["Home Affairs", "Ba Dinh", "Ward", None],
-        }
-    ).to_parquet(results / "units.parquet")
+    units = {
+        "HN-01": ("department", "Sở Nội vụ", "Home Affairs"),
+        "S99": ("district", "Quận Ba Đình", "Ba Dinh"),  # an id that looks like a department's: the type decides
+        "W7": ("commune", "Phường Bảy", "Ward Seven"),
+        "X2": ("department", "Sở Y tế", "Health"),
+    }
+    write_units(tmp_path, units, ["X2", "S99", "HN-01"])
     vi = runner.fanout_units(tmp_path, "vi")
     assert vi.to_dict("list") == {
-        "unit_id": ["S01", "D01", "S02"],
+        "unit_id": ["HN-01", "S99", "X2"],  # in the order of the units table; W7 has no rank row
         "unit_type": ["department", "district", "department"],
-        "name": ["Sở Nội vụ", "Ba Dinh", "Sở Y tế"],  # falls back to the other language
+        "name": ["Sở Nội vụ", "Quận Ba Đình", "Sở Y tế"],
     }
-    assert runner.fanout_units(tmp_path, "en")["name"].tolist() == ["Home Affairs", "Ba Dinh", "Sở Y tế"]
+    assert runner.fanout_units(tmp_path, "en")["name"].tolist() == ["Home Affairs", "Ba Dinh", "Health"]
+    # a commune with a rank row gets its report too: the types are the registry's vocabulary
+    write_units(tmp_path, units, ["W7"])
+    assert runner.fanout_units(tmp_path, "en").to_dict("list") == {
+        "unit_id": ["W7"], "unit_type": ["commune"], "name": ["Ward Seven"]}
+    schemas.write_result(tmp_path / "results", "ranks", contract_table("ranks", unit_id=["Q1"],
+                                                                       unit_type=["district"]))
+    with pytest.raises(ValueError, match="names unit.s. Q1 that are not in"):
+        runner.fanout_units(tmp_path)
+    (tmp_path / "results" / "ranks.parquet").unlink()
+    with pytest.raises(schemas.ContractError, match="ranks.parquet: not found; it is written by stage 'index_ranking'"):
+        runner.fanout_units(tmp_path)
 
 
 def test_make_offline_and_find_online_references():
@@ -345,6 +464,7 @@ def test_export_html_of_lab_template_has_no_cdn(tmp_path, write_notebook):
     assert runner.find_online_references(stock)
 
 
+@pytest.mark.kernel
 def test_kernel_death_is_reported(tmp_path, write_notebook):
     nb = write_notebook(tmp_path / "die.ipynb", [("code", "x = 1"), ("code", "import os\nos._exit(3)"), ("code", "y = 2")])
     status, seconds, failure = runner.execute_notebook(nb, tmp_path / "out" / "die.ipynb", {})
@@ -355,6 +475,7 @@ def test_kernel_death_is_reported(tmp_path, write_notebook):
     assert (tmp_path / "out" / "die.ipynb").exists()  # partial output kept
 
 
+@pytest.mark.kernel
 def test_fanout_reuses_kernels_with_a_clean_namespace(tmp_path, write_notebook):
     """One worker, one kernel reset between units; an error or a dead kernel spoils only its unit."""
     import nbformat
@@ -371,11 +492,8 @@ def test_fanout_reuses_kernels_with_a_clean_namespace(tmp_path, write_notebook):
         ],
     )
     run_dir = tmp_path / "run"
-    (run_dir / "results").mkdir(parents=True)
-    pd.DataFrame(
-        {"unit_id": ["S01", "D01", "S02", "D02", "S03"],
-         "unit_type": ["department", "district", "department", "district", "department"]}
-    ).to_parquet(run_dir / "results" / "units.parquet")
+    types = {"S01": "department", "D01": "district", "S02": "department", "D02": "district", "S03": "department"}
+    write_units(run_dir, {u: (kind, u, u) for u, kind in types.items()}, list(types))
     summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=1, reuse_kernels=True)
     by_unit = {nb.unit_id: nb for nb in summary.notebooks}
     assert {u: nb.status for u, nb in by_unit.items()} == {

@@ -30,6 +30,56 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     assert simulate.content_digest(a["sample.csv"]) != simulate.content_digest(c["sample.csv"])
 
 
+def _tiny(folder, **kwargs):
+    return simulate.write_demo_year(folder, seed=7, scale=0.03, n_departments=2, n_districts=3, previous_year=True,
+                                    **kwargs)
+
+
+def test_writing_the_demo_year_twice_gives_identical_bytes(tmp_path):
+    a, b = _tiny(tmp_path / "a"), _tiny(tmp_path / "b")
+    assert set(a) == set(b) and len(a) == 2 * len(simulate.DEMO_FILES)
+    for name in a:
+        assert a[name].read_bytes() == b[name].read_bytes(), f"{name} differs between two writes"
+
+
+def test_workbooks_carry_no_clock(tmp_path):
+    import zipfile
+
+    path = _tiny(tmp_path)["responses_departments.xlsx"]
+    with zipfile.ZipFile(path) as book:
+        assert {info.date_time for info in book.infolist()} == {simulate.ZIP_ENTRY_TIME}
+        core = book.read("docProps/core.xml").decode()
+    assert "2025-01-01T00:00:00Z" in core and core.count("2025-01-01T00:00:00Z") == 2
+    assert pd.read_excel(path, dtype=str)["Mã số phiếu"].str.fullmatch(r"\d{6}").mean() > 0.9
+    for sub in ("", simulate.PREVIOUS_YEAR_DIR):  # the committed workbooks were written the same way
+        with zipfile.ZipFile(DEMO_DIR / sub / "responses_departments.xlsx") as book:
+            assert {info.date_time for info in book.infolist()} == {simulate.ZIP_ENTRY_TIME}
+
+
+def test_if_missing_never_touches_an_existing_file(tmp_path):
+    import os
+
+    folder = tmp_path / "demo"
+    full = _tiny(folder)
+    kept = ["responses_departments.xlsx", "sample.csv", f"{simulate.PREVIOUS_YEAR_DIR}/responses_departments.xlsx"]
+    before = {}
+    for name in kept:  # an old time stamp and content the seed would not give
+        full[name].write_bytes(full[name].read_bytes() + b"\n")
+        os.utime(full[name], (1_000_000_000, 1_000_000_000))
+        before[name] = (full[name].read_bytes(), full[name].stat().st_mtime_ns)
+    removed = ["units.csv", "frame.parquet", f"{simulate.PREVIOUS_YEAR_DIR}/responses_districts.csv"]
+    reference = {name: full[name].read_bytes() for name in removed}
+    for name in removed:
+        full[name].unlink()
+    written = _tiny(folder, if_missing=True)
+    assert set(written) == set(removed)
+    for name in kept:
+        assert (full[name].read_bytes(), full[name].stat().st_mtime_ns) == before[name], name
+    for name in removed:
+        assert full[name].read_bytes() == reference[name], f"{name} rewritten differently"
+    assert _tiny(folder, if_missing=True) == {}
+
+
 @pytest.mark.parametrize("sub", ["", simulate.PREVIOUS_YEAR_DIR])
 def test_committed_demo_files_are_what_the_seed_gives(full_year, sub):
     for name in COMMITTED:

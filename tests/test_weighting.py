@@ -274,3 +274,42 @@ def test_bootstrap_design_is_recalibrated_in_every_replicate():
     assert rel(t.estimate.iloc[0], 4421) < 1e-12 and t.se.iloc[0] < 1e-6
     assert np.allclose(np.bincount(data.stype.map({"E": 0, "H": 1, "M": 2}), weights=p.repweights[:, 7]),
                        POP_TYPES.to_numpy())
+
+
+@pytest.mark.parametrize("calibration", ["poststratify", "rake", "none"])
+def test_design_from_spec_rebuilds_the_annual_design(calibration):
+    """The saved design (DesignSpec as JSON) rebuilds the same weights and calibration-aware SEs."""
+    import json
+
+    resp, smp, fc = _toy_year()
+    built = wt.build_annual_design(resp, smp, fc, calibration=calibration, trim_ratio=2.0, min_cell=3)
+    assert np.array_equal(built.design.w, wt.annual_design(resp, smp, fc, calibration=calibration,
+                                                           trim_ratio=2.0, min_cell=3).w)
+    spec = wt.DesignSpec.from_dict(json.loads(json.dumps(built.spec.to_dict())))
+    assert spec == built.spec and spec.calibration == calibration
+    stored = built.design.data.reset_index(drop=True)
+    rebuilt = wt.design_from_spec(stored, spec)
+    assert np.array_equal(rebuilt.w, built.design.w)
+    assert len(rebuilt.calibration) == (0 if calibration == "none" else 1)
+    a, b = est.mean(rebuilt, ["c01", "c02"], by="unit_id"), est.mean(built.design, ["c01", "c02"], by="unit_id")
+    np.testing.assert_allclose(a[["estimate", "se"]].to_numpy(), b[["estimate", "se"]].to_numpy(), rtol=1e-12)
+    # a table whose weights were changed does not pass as this design
+    tampered = stored.assign(w_final=stored["w_final"] * 1.01)
+    with pytest.raises(ValueError, match="do not belong"):
+        wt.design_from_spec(tampered, spec)
+
+
+def test_units_without_usable_forms_are_left_out_with_their_reason():
+    resp, smp, fc = _toy_year()
+    units = sorted(resp.unit_id.unique())
+    items = [f"c{j:02d}" for j in range(1, 5)]
+    blank = resp.copy()
+    blank.loc[blank.unit_id == units[0], items] = np.nan
+    blank = blank[blank.unit_id != units[1]]
+    with pytest.raises(ValueError):
+        wt.annual_design(blank, smp, fc)  # without items: a unit with no respondents stops the weighting
+    built = wt.build_annual_design(blank, smp, fc, items=items)
+    assert dict(built.spec.excluded_units) == {units[0]: "all_blank", units[1]: "no_responses"}
+    assert set(built.design.data.unit_id) == set(units) - {units[0], units[1]}
+    table = wt.units_without_usable_forms(blank, smp, items).set_index("unit_id")
+    assert table.loc[units[1], "n_accepted"] == 0 and table.loc[units[0], "n_accepted"] > 0

@@ -1,0 +1,149 @@
+"""HTML export for reviewers: no code, no prompts, no scripts, nothing fetched from a CDN."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from sipas_lib import config
+
+TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
+REMOVED_CELL_TAGS = frozenset({"remove-cell", "parameters", "injected-parameters"})
+
+_SCRIPT_BLOCK = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
+_SCRIPT_OPEN = re.compile(r"<script\b[^>]*/?>", re.IGNORECASE)
+_REMOTE_LINK = re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?\s*(?:https?:)?//[^>]*>", re.IGNORECASE)
+_REMOTE_IMPORT = re.compile(r"@import\s+(?:url\()?\s*[\"']?\s*(?:https?:)?//[^;]*;?", re.IGNORECASE)
+_REMOTE_SRC = re.compile(
+    r"<(?:script|iframe|img|embed|object|source|audio|video)\b[^>]*\b(?:src|data)\s*=\s*[\"']?\s*(?:https?:)?//",
+    re.IGNORECASE,
+)
+
+
+def make_offline(html: str) -> str:
+    """Remove everything that would run or fetch code from the network.
+
+    Every ``<script>`` element (external loaders such as require.js, MathJax or mermaid from a
+    CDN, and inline JavaScript outputs) and every ``<link>``/``@import`` of a remote stylesheet
+    is removed. Reports are static documents: tables are HTML, charts are embedded PNG.
+    """
+    html = _SCRIPT_BLOCK.sub("", html)
+    html = _SCRIPT_OPEN.sub("", html)
+    html = _REMOTE_LINK.sub("", html)
+    html = _REMOTE_IMPORT.sub("", html)
+    return html
+
+
+def find_online_references(html: str) -> list[str]:
+    """What in an HTML page would run a script or need the network (empty list = offline).
+
+    Checks for any ``<script`` tag, remote ``<link href>``, CSS ``@import`` of a remote URL and
+    remote ``src`` attributes (scripts, frames, images, media). Plain hyperlinks
+    (``<a href="https://...">``) and XML namespaces are allowed: they load nothing.
+    """
+    problems: list[str] = []
+    for pattern in (_SCRIPT_OPEN, _REMOTE_LINK, _REMOTE_IMPORT, _REMOTE_SRC):
+        problems.extend(m.group(0)[:120] for m in pattern.finditer(html))
+    return problems
+
+
+def _markdown_text(node) -> str:
+    """Plain first sentence-ish text of a Markdown cell or a ``text/markdown`` output."""
+    if getattr(node, "cell_type", None) == "markdown":
+        text = node.source
+    elif getattr(node, "cell_type", None) is None and "data" in node:
+        text = node["data"].get("text/markdown", "")
+    else:
+        return ""
+    text = "".join(text) if isinstance(text, list) else str(text)
+    text = re.sub(r"<[^>]+>|[#*_`>|]|\$", " ", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return " ".join(text.split())
+
+
+def _exporter(lang: str):
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
+
+    class ReviewerPreprocessor(Preprocessor):
+        """Prepare an executed notebook for reviewers.
+
+        * Drop warnings printed to stderr: they are for the analyst (kept in the executed
+          notebook). Tracebacks of failed cells are ``error`` outputs and stay.
+        * Give every chart (PNG) an alt text: the notebook's own (``metadata["image/png"]["alt"]``),
+          else the sentence that follows the chart (the conventions ask for one), else "chart".
+        """
+
+        def preprocess(self, nb, resources):
+            fallback = "Biểu đồ" if lang == "vi" else "Chart"
+            cells = nb.cells
+            for i, cell in enumerate(cells):
+                if cell.cell_type != "code" or not cell.get("outputs"):
+                    continue
+                outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
+                following = _markdown_text(cells[i + 1]) if i + 1 < len(cells) else ""
+                for k, out in enumerate(outputs):
+                    if "image/png" not in out.get("data", {}):
+                        continue
+                    meta = out.setdefault("metadata", {}).setdefault("image/png", {})
+                    if not meta.get("alt"):
+                        printed = next(
+                            (_markdown_text(o) for o in outputs[k + 1:] if "text/markdown" in o.get("data", {})), ""
+                        )
+                        meta["alt"] = (printed or following or fallback)[:300]
+                cell.outputs = outputs
+            return nb, resources
+
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_template_paths=[str(TEMPLATES_DIR)],
+        template_file="sipas_report.html.j2",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        exclude_output_stdin=True,
+        language_code=lang,
+        # belt and braces: the template does not emit them, but never point at a CDN
+        require_js_url="",
+        mathjax_url="",
+        mermaid_js_url="",
+        mermaid_layout_elk_js_url="",
+        jquery_url="",
+        widget_renderer_url="",
+        jupyter_widgets_base_url="",
+    )
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(
+            remove_cell_tags=set(REMOVED_CELL_TAGS),
+            remove_all_outputs_tags={"remove-output"},
+            enabled=True,
+        ),
+        enabled=True,
+    )
+    exporter.register_preprocessor(ReviewerPreprocessor(), enabled=True)
+    return exporter
+
+
+def export_html(
+    executed: str | os.PathLike,
+    html_path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    lang: str = config.DEFAULT_LANG,
+) -> float:
+    """Export an executed notebook to an offline HTML page without code; returns seconds taken."""
+    import nbformat
+
+    started = time.perf_counter()
+    executed, html_path = Path(executed), Path(html_path)
+    nb = nbformat.read(executed, as_version=4)
+    if title:
+        nb.metadata["title"] = title
+    body, _ = _exporter(lang).from_notebook_node(nb, resources={"metadata": {"name": title or executed.stem}})
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(make_offline(body), encoding="utf-8")
+    return time.perf_counter() - started
+
+

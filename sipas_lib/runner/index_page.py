@@ -1,0 +1,168 @@
+"""``reports/<run>/index.html``: every report with its status and run time, and the run's configuration."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from sipas_lib import config
+from sipas_lib.runner.export import TEMPLATES_DIR
+from sipas_lib.runner.records import FAILED, OK, SKIPPED, NotebookRun, RunSummary
+from sipas_lib.units import UNIT_TYPES
+
+_LABELS = {
+    "vi": {
+        "title": "Báo cáo SIPAS {year} — lượt chạy {run}",
+        "stages": "Các bước phân tích",
+        "scorecards": "Phiếu điểm theo đơn vị",
+        "admin": "Báo cáo hành chính (tháng, năm)",
+        "report": "Báo cáo",
+        "unit": "Đơn vị",
+        "status": "Trạng thái",
+        "time": "Thời gian chạy",
+        OK: "hoàn thành",
+        FAILED: "lỗi",
+        SKIPPED: "bỏ qua",
+        "generated": "Tạo lúc",
+        "total": "Tổng thời gian",
+        "summary": "{ok} hoàn thành, {failed} lỗi, {skipped} bỏ qua",
+        "earlier": "bản của lượt chạy trước",
+        "none": "Không có báo cáo nào.",
+        "settings": "Cấu hình của lượt chạy",
+        "settings_note": "Các giá trị đã dùng, lưu trong tệp {file} của thư mục này. Nguồn: {sources}.",
+        "setting": "Tham số",
+        "value": "Giá trị",
+    },
+    "en": {
+        "title": "SIPAS {year} reports — run {run}",
+        "stages": "Analysis stages",
+        "scorecards": "Unit scorecards",
+        "admin": "Administrative reports (monthly, annual)",
+        "report": "Report",
+        "unit": "Unit",
+        "status": "Status",
+        "time": "Run time",
+        OK: "ok",
+        FAILED: "failed",
+        SKIPPED: "skipped",
+        "generated": "Generated",
+        "total": "Total time",
+        "summary": "{ok} ok, {failed} failed, {skipped} skipped",
+        "earlier": "from an earlier run",
+        "none": "No reports.",
+        "settings": "Configuration of this run",
+        "settings_note": "The values used, saved as {file} in this folder. Sources: {sources}.",
+        "setting": "Setting",
+        "value": "Value",
+    },
+}
+
+
+def _seconds(value: float, lang: str) -> str:
+    from sipas_lib.reporting import fmt_num
+
+    return f"{fmt_num(value, 1, lang=lang)} s"
+
+
+def _unit_type_title(unit_type: str, lang: str) -> str:
+    """The group title of a unit type (``Sở, ban, ngành``), or the type itself when no text names it."""
+    from sipas_lib.reporting import LABELS
+
+    return LABELS[unit_type][lang] if unit_type in LABELS else unit_type
+
+
+def _index_sections(notebooks: Iterable[NotebookRun], labels: dict, lang: str) -> list[dict]:
+    """Stages, then each fan-out template (scorecards first) grouped by unit type in the order of
+    the registry's vocabulary, then the administrative reports."""
+    notebooks = list(notebooks)
+    stage_rows = [n for n in notebooks if n.kind == "stage" and n.section != "admin"]
+    admin_rows = [n for n in notebooks if n.kind == "stage" and n.section == "admin"]
+    sections = [{"title": labels["stages"], "groups": [{"title": None, "rows": stage_rows}]}]
+    templates: list[str] = []
+    for nb in notebooks:
+        if nb.kind == "fanout" and nb.name not in templates:
+            templates.append(nb.name)
+    for name in templates:
+        rows = [n for n in notebooks if n.kind == "fanout" and n.name == name]
+        title = rows[0].section or rows[0].title
+        present = {r.unit_type for r in rows if r.unit_type}
+        types = [t for t in UNIT_TYPES if t in present] + sorted(present - set(UNIT_TYPES))
+        groups = [{"title": _unit_type_title(t, lang), "rows": [r for r in rows if r.unit_type == t]} for t in types]
+        unassigned = [r for r in rows if not r.unit_type]
+        if unassigned:
+            groups.append({"title": None, "rows": unassigned})
+        sections.append({"title": title, "groups": groups})
+    if admin_rows:
+        sections.append({"title": labels["admin"], "groups": [{"title": None, "rows": admin_rows}]})
+    return sections
+
+
+def _show(value: Any) -> str:
+    """A setting's value as a reader types it in a configuration file (``true``, ``0.95``, ``""``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else '""'
+    return str(value)
+
+
+def settings_tables(summary: RunSummary) -> list[dict]:
+    """``[{"section": "weighting", "rows": [("trim_ratio", "3.5"), …]}, …]``; sections without settings left out."""
+    if summary.settings is None:
+        return []
+    return [
+        {"section": name, "rows": [(key, _show(value)) for key, value in values.items()]}
+        for name, values in summary.settings.sections.items()
+        if values
+    ]
+
+
+def write_index(summary: RunSummary, lang: str | None = None) -> Path:
+    """Render ``index.html`` for a run: every report with its status and run time, and the
+    effective configuration (one small table per section).
+
+    Links are relative to the run folder, so the folder can be zipped and opened anywhere.
+    All text (unit names, titles, error messages, setting values) is HTML-escaped by the template engine.
+    """
+    import jinja2
+
+    from sipas_lib.settings import RUN_SETTINGS_FILE
+
+    settings = summary.settings
+    lang = lang or (settings.lang if settings is not None else config.DEFAULT_LANG)
+    labels = _LABELS.get(lang, _LABELS["en"])
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    template = env.get_template("index.html.j2")
+    run_dir = Path(summary.run_dir)
+
+    def href(nb: NotebookRun) -> str | None:
+        if nb.html is None or not Path(nb.html).exists():
+            return None
+        return Path(os.path.relpath(nb.html, run_dir)).as_posix()
+
+    counts = summary.counts()
+    page = template.render(
+        lang=lang,
+        labels=labels,
+        title=labels["title"].format(year=settings.year if settings is not None else "", run=run_dir.name),
+        sections=_index_sections(summary.notebooks, labels, lang),
+        href=href,
+        seconds=lambda s: _seconds(s, lang),
+        summary_line=labels["summary"].format(**counts),
+        total=_seconds(summary.seconds, lang),
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        settings_tables=settings_tables(summary),
+        settings_note=labels["settings_note"].format(
+            file=RUN_SETTINGS_FILE, sources="; ".join(settings.sources) if settings is not None else ""),
+        statuses=(OK, FAILED, SKIPPED),
+    )
+    summary.index.parent.mkdir(parents=True, exist_ok=True)
+    summary.index.write_text(page, encoding="utf-8")
+    return summary.index

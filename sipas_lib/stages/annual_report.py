@@ -1,0 +1,281 @@
+"""Stage ``annual_report``: what the annual report shows, assembled from the run's result tables.
+
+Stages layer. The report computes no statistic: every index, interval, rank, rank set, change and
+target verdict was computed by the earlier stages and is read here through its contract
+(:func:`sipas_lib.schemas.read_result`). This module only selects, merges and orders those rows
+into the tables the notebook ``notebooks/60_annual_report.ipynb`` narrates and draws, and collects
+what the methodology appendix is rendered from (the saved design and the run's configuration).
+Unit types come from the units registry (``units``), never from an id.
+
+Nothing is written: the annual report's output is its HTML page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from sipas_lib import config, published, schemas
+from sipas_lib.index import DEFAULT_TARGETS, OVERALL_CODE
+from sipas_lib.instrument import instrument_for_unit_type
+from sipas_lib.settings import Settings, load_run_settings
+from sipas_lib.stages import StageError
+from sipas_lib.weighting import DesignSpec
+
+#: Unit types with a league table, in the report's order (those present in the run are shown).
+GROUP_ORDER = ("department", "district", "province", "commune", "ward")
+#: Province of the published national figures shown beside the city's results.
+PROVINCE = "Ha Noi"
+
+
+@dataclass(frozen=True)
+class AnnualReport:
+    """The tables of the annual report (every share 0–1, every interval at ``settings.level``).
+
+    Attributes
+    ----------
+    units
+        The units registry of the run (``units``).
+    groups
+        Unit types present in the ranks, in report order.
+    league
+        One row per unit: ``unit_id, unit_type, name_vi, name_en, estimate, ci_low, ci_high, n,
+        publishable, rank, rank_ci_low, rank_ci_high, rank_ci_low_marginal, rank_ci_high_marginal,
+        not_ranked_reason, change, change_significant``; by unit type, ranked units by rank, then the
+        unranked by estimate.
+    city
+        One row per scope (unit types and ``all``) of the city-wide overall index, with ``change`` and
+        ``change_significant`` from ``city_yoy`` (empty when there is no previous year).
+    target
+        The whole city's overall index against the year's target (``targets``; empty without one).
+    group_facts
+        One row per unit type: ``best``/``worst`` publishable unit and their estimates,
+        ``n_above``/``n_below``/``n_between`` (units whose whole interval lies above / below the
+        group's index, or covers it) and ``n_unpublishable``.
+    sample
+        One row per unit type and a ``total`` row: ``issued, returned, received, accepted,
+        quarantined, response_rate`` (returned = issued forms that came back accepted, AAPOR RR1).
+    elements
+        Element rows of ``indices`` (``unit_id, unit_type, code, estimate, ci_low, ci_high, n``).
+    criteria_city
+        The whole city's criterion indices (criteria of the form only), lowest first.
+    weakest_units
+        ``priorities`` rows flagged ``weakest``, by unit type, unit and rank in the unit.
+    reliability
+        ``reliability_alpha`` rows of all respondents (``None`` when the stage wrote none).
+    national_trend, province_path, targets_plan
+        Published national figures (percent), the province's published path (percent) and the
+        plan's targets (shares) for the national-context chart.
+    design
+        The saved design specification (``results/design.json``), for the methodology appendix.
+    run_settings
+        The run's full configuration (all sections), its common section the stage's.
+    deff_range
+        ``(min, max)`` of the units' Kish design effect of weighting, or ``None``.
+    """
+
+    units: pd.DataFrame
+    groups: tuple[str, ...]
+    league: pd.DataFrame
+    city: pd.DataFrame
+    target: pd.DataFrame
+    group_facts: pd.DataFrame
+    sample: pd.DataFrame
+    elements: pd.DataFrame
+    criteria_city: pd.DataFrame
+    weakest_units: pd.DataFrame
+    reliability: pd.DataFrame | None
+    national_trend: pd.DataFrame
+    province_path: pd.DataFrame
+    targets_plan: pd.DataFrame
+    design: DesignSpec
+    run_settings: Settings
+    deff_range: tuple[float, float] | None
+
+
+# --------------------------------------------------------------------------------------------
+# pure assembly functions (tested without files)
+# --------------------------------------------------------------------------------------------
+
+
+def league_table(ranks: pd.DataFrame, units: pd.DataFrame, yoy: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The league table rows: ``ranks`` with the units' names and last year's change of the overall
+    index; by unit type (:data:`GROUP_ORDER`), ranked units by rank, then unranked by estimate."""
+    cols = ["unit_id", "unit_type", "estimate", "ci_low", "ci_high", "n", "publishable", "rank", "rank_ci_low",
+            "rank_ci_high", "rank_ci_low_marginal", "rank_ci_high_marginal", "not_ranked_reason"]
+    out = ranks[cols].merge(units[["unit_id", "name_vi", "name_en"]], on="unit_id", how="left", validate="one_to_one")
+    if yoy is not None and len(yoy):
+        change = yoy.loc[(yoy["level"] == "overall") & (yoy["code"] == OVERALL_CODE),
+                         ["unit_id", "change", "significant"]].rename(columns={"significant": "change_significant"})
+        out = out.merge(change, on="unit_id", how="left", validate="one_to_one")
+    else:
+        out["change"] = float("nan")
+        out["change_significant"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    order = {t: i for i, t in enumerate(GROUP_ORDER)}
+    out["_group"] = out["unit_type"].map(order).fillna(len(order))
+    out["_ranked"] = out["rank"].isna()
+    out = out.sort_values(["_group", "_ranked", "rank", "estimate"], ascending=[True, True, True, False],
+                          kind="stable")
+    return out.drop(columns=["_group", "_ranked"]).reset_index(drop=True)
+
+
+def city_overall(city: pd.DataFrame, city_yoy: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The city-wide overall index per scope, with last year's change where there is one."""
+    rows = city.loc[(city["level"] == "overall") & (city["code"] == OVERALL_CODE),
+                    ["scope", "estimate", "ci_low", "ci_high", "n"]]
+    if city_yoy is not None and len(city_yoy):
+        change = city_yoy.loc[(city_yoy["level"] == "overall") & (city_yoy["code"] == OVERALL_CODE),
+                              ["scope", "change", "significant"]].rename(columns={"significant": "change_significant"})
+        rows = rows.merge(change, on="scope", how="left", validate="one_to_one")
+    else:
+        rows = rows.assign(change=float("nan"), change_significant=pd.array([pd.NA] * len(rows), dtype="boolean"))
+    return rows.reset_index(drop=True)
+
+
+def group_facts(league: pd.DataFrame, city: pd.DataFrame) -> pd.DataFrame:
+    """Per unit type: best and worst publishable unit, and how many units' intervals lie wholly above
+    or below the group's city-wide index (read from ``city``; the intervals are the stage's)."""
+    rows = []
+    reference = city.set_index("scope")["estimate"]
+    for unit_type, grp in league.groupby("unit_type", sort=False):
+        pub = grp.loc[grp["publishable"]].sort_values("estimate", kind="stable")
+        ref = reference.get(unit_type, float("nan"))
+        above = int((pub["ci_low"] > ref).sum())
+        below = int((pub["ci_high"] < ref).sum())
+        rows.append({
+            "unit_type": unit_type, "n_units": len(grp), "n_publishable": len(pub),
+            "n_unpublishable": int((~grp["publishable"]).sum()),
+            "best": pub["unit_id"].iloc[-1] if len(pub) else None,
+            "best_estimate": pub["estimate"].iloc[-1] if len(pub) else float("nan"),
+            "worst": pub["unit_id"].iloc[0] if len(pub) else None,
+            "worst_estimate": pub["estimate"].iloc[0] if len(pub) else float("nan"),
+            "group_estimate": ref, "n_above": above, "n_below": below, "n_between": len(pub) - above - below,
+        })
+    return pd.DataFrame(rows)
+
+
+def sample_table(intake: pd.DataFrame, rates: pd.DataFrame, units: pd.DataFrame,
+                 groups: tuple[str, ...]) -> pd.DataFrame:
+    """Questionnaires issued, returned, received, accepted and set aside by unit type, with a total.
+
+    The unit type of a record comes from the units registry; records whose unit is not in the
+    registry (e.g. a mistyped id, quarantined) count only in the total.
+    """
+    types = units.set_index("unit_id")["unit_type"]
+    intake = intake.assign(unit_type=intake["unit_id"].map(types))
+    rates = rates.assign(unit_type=rates["unit_id"].map(types))
+    counts = intake.groupby("unit_type")[["received", "accepted", "quarantined"]].sum()
+    sent = rates.groupby("unit_type")[["issued", "returned"]].sum()
+    table = sent.join(counts, how="outer").reindex(list(groups)).fillna(0).astype("int64")
+    total = pd.DataFrame({"issued": [rates["issued"].sum()], "returned": [rates["returned"].sum()],
+                          "received": [intake["received"].sum()], "accepted": [intake["accepted"].sum()],
+                          "quarantined": [intake["quarantined"].sum()]}, index=["total"]).astype("int64")
+    table = pd.concat([table, total])
+    table["response_rate"] = table["returned"] / table["issued"].where(table["issued"] > 0)
+    return table.rename_axis("unit_type").reset_index()
+
+
+def city_criteria(city: pd.DataFrame, criteria: list[str]) -> pd.DataFrame:
+    """The whole city's criterion indices (the form's criteria only), lowest first."""
+    rows = city.loc[(city["scope"] == "all") & (city["level"] == "item") & city["code"].isin(criteria)]
+    return rows.sort_values("estimate", kind="stable").reset_index(drop=True)
+
+
+def city_target(targets: pd.DataFrame) -> pd.DataFrame:
+    """The whole city's overall index against the year's target (no row when the year has none)."""
+    rows = targets.loc[(targets["scope"] == "all") & (targets["level"] == "overall") & (targets["status"] != "no_target")]
+    return rows.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the stage
+# --------------------------------------------------------------------------------------------
+
+
+def _read(paths: config.RunPaths, name: str, required: bool = True) -> pd.DataFrame | None:
+    try:
+        return schemas.read_result(paths, name, required=required)
+    except schemas.ContractError as err:
+        raise StageError(str(err)) from None
+
+
+def check_level(ranks: pd.DataFrame, settings: Settings, where: str) -> None:
+    """Refuse to label intervals at one level that the index stage computed at another.
+
+    Every interval and rank set of ``ranks``/``indices`` was computed at ``ranks.conf_level``; a
+    report run with a different ``common.level`` would print the wrong label beside them.
+    """
+    levels = sorted(set(ranks["conf_level"].dropna().round(10)))
+    if levels and levels != [round(settings.level, 10)]:
+        raise StageError(f"{where}: the index stage computed its intervals at level {levels}, but this report runs "
+                         f"at common.level = {settings.level}; run the whole chain with one level")
+
+
+def full_settings(paths: config.RunPaths, settings: Settings) -> Settings:
+    """The run's configuration with every section (saved in the run folder by the runner), its
+    common section the one this stage received: the methodology names every stage's settings."""
+    saved = load_run_settings(paths.run_dir)
+    sections = dict(saved.sections)
+    sections["common"] = settings.common
+    return Settings(sections, saved.sources + settings.sources)
+
+
+def run(paths: config.RunPaths, settings: Settings) -> AnnualReport:
+    """Assemble the annual report's tables from the run's results (nothing is recomputed or written).
+
+    Raises
+    ------
+    StageError
+        A main result table of an earlier stage is missing or breaks its contract (the message
+        names the file and the stage that writes it).
+    """
+    from sipas_lib.stages.weighting import load_design_spec
+
+    units = _read(paths, "units")
+    indices = _read(paths, "indices")
+    city = _read(paths, "city_indices")
+    ranks = _read(paths, "ranks")
+    check_level(ranks, settings, str(schemas.result_path(paths, "ranks")))
+    yoy = _read(paths, "yoy", required=False)
+    city_yoy = _read(paths, "city_yoy", required=False)
+    weights = _read(paths, "weight_diagnostics", required=False)
+    groups = tuple(t for t in GROUP_ORDER if t in set(ranks["unit_type"])) + tuple(
+        sorted(set(ranks["unit_type"]) - set(GROUP_ORDER)))
+    league = league_table(ranks, units, yoy)
+    overall = city_overall(city, city_yoy)
+    criteria = sorted(set().union(*(instrument_for_unit_type(g).criteria_codes for g in groups)))
+    priorities = _read(paths, "priorities")
+    weakest = priorities.loc[priorities["weakest"]].assign(
+        _g=lambda d: d["unit_type"].map({t: i for i, t in enumerate(groups)}))
+    weakest = weakest.sort_values(["_g", "unit_id", "rank_in_unit"], kind="stable").drop(columns="_g")
+    alpha = _read(paths, "reliability_alpha", required=False)
+    deff = None
+    if weights is not None and len(weights):
+        deff = (float(weights["deff_kish"].min()), float(weights["deff_kish"].max()))
+    return AnnualReport(
+        units=units,
+        groups=groups,
+        league=league,
+        city=overall,
+        target=city_target(_read(paths, "targets")),
+        group_facts=group_facts(league, overall),
+        sample=sample_table(_read(paths, "intake_summary"), _read(paths, "response_rates"), units, groups),
+        elements=indices.loc[indices["level"] == "element",
+                             ["unit_id", "unit_type", "code", "estimate", "ci_low", "ci_high", "n"]].reset_index(drop=True),
+        criteria_city=city_criteria(city, criteria),
+        weakest_units=weakest.reset_index(drop=True),
+        reliability=None if alpha is None else alpha.loc[alpha["unit_type"] == "all"].reset_index(drop=True),
+        national_trend=published.national_trend(),
+        province_path=published.province_path(PROVINCE),
+        targets_plan=DEFAULT_TARGETS,
+        design=load_design_spec(paths),
+        run_settings=full_settings(paths, settings),
+        deff_range=deff,
+    )
+
+
+def unit_names(units: pd.DataFrame, lang: str) -> dict[str, Any]:
+    """``unit_id -> name`` in the reader's language (for chart labels)."""
+    return dict(zip(units["unit_id"], units[f"name_{lang}"]))

@@ -1,0 +1,161 @@
+"""Stages ``annual_report`` and ``unit_scorecard`` on the tiny year, without a kernel.
+
+The run folder is built by calling the earlier stages' ``run`` functions (intake, weighting,
+reliability, index & ranking); the report stages only select, merge and order their tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sipas_lib import config, methodology, schemas
+from sipas_lib.settings import load_settings
+from sipas_lib.stages import StageError, annual_report, index_ranking, intake_quality, reliability, unit_scorecard
+from sipas_lib.stages import weighting as weighting_stage
+
+FAST = ["index_ranking.n_draws=200", "reliability.n_boot=20"]
+
+
+def build_run(data_dir: Path, run_dir: Path, settings) -> config.RunPaths:
+    """Stages 20–50 into ``run_dir``, with the effective configuration saved as the runner does."""
+    paths = config.RunPaths(Path(data_dir).resolve(), Path(run_dir).resolve()).ensure()
+    settings.save(paths.run_dir)
+    for stage in (intake_quality, weighting_stage, reliability, index_ranking):
+        stage.run(paths, settings)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_demo, tmp_path_factory):
+    settings = load_settings(overrides=FAST)
+    return build_run(tiny_demo, tmp_path_factory.mktemp("run60"), settings), settings
+
+
+def test_annual_report_assembles_the_stages_tables(tiny_run):
+    paths, settings = tiny_run
+    report = annual_report.run(paths, settings)
+    ranks = schemas.read_result(paths, "ranks")
+    units = schemas.read_result(paths, "units")
+    # one league row per ranked-table unit, values the stage's own (nothing recomputed)
+    assert sorted(report.league["unit_id"]) == sorted(ranks["unit_id"])
+    merged = report.league.merge(ranks, on="unit_id", suffixes=("", "_ranks"))
+    for col in ("estimate", "ci_low", "ci_high", "rank_ci_low", "rank_ci_high_marginal"):
+        assert merged[col].equals(merged[f"{col}_ranks"]), col
+    assert report.league["name_vi"].tolist() == report.league["unit_id"].map(units.set_index("unit_id")["name_vi"]).tolist()
+    for g in report.groups:  # ranked units first, by rank
+        ranked = report.league.loc[(report.league["unit_type"] == g) & report.league["rank"].notna(), "rank"]
+        assert ranked.is_monotonic_increasing
+    city = schemas.read_result(paths, "city_indices")
+    all_overall = city.loc[(city["scope"] == "all") & (city["level"] == "overall"), "estimate"].iloc[0]
+    assert report.city.set_index("scope").loc["all", "estimate"] == all_overall
+    total = report.sample.set_index("unit_type").loc["total"]
+    intake = schemas.read_result(paths, "intake_summary")
+    assert total["received"] == intake["received"].sum() and total["accepted"] == intake["accepted"].sum()
+    assert report.criteria_city["estimate"].is_monotonic_increasing
+    assert report.criteria_city["code"].str.fullmatch(r"c\d\d").all()
+    assert report.weakest_units["weakest"].all()
+    assert report.reliability is not None and (report.reliability["unit_type"] == "all").all()
+    assert report.design.calibration == settings.section("weighting")["calibration"]
+
+
+def test_group_facts_follow_the_stages_intervals(tiny_run):
+    paths, settings = tiny_run
+    report = annual_report.run(paths, settings)
+    for f in report.group_facts.itertuples():
+        pub = report.league.loc[(report.league["unit_type"] == f.unit_type) & report.league["publishable"]]
+        assert f.n_above == int((pub["ci_low"] > f.group_estimate).sum())
+        assert f.n_above + f.n_below + f.n_between == len(pub)
+        if len(pub):
+            assert f.best == pub.loc[pub["estimate"].idxmax(), "unit_id"]
+
+
+def test_methodology_follows_the_runs_calibration_and_level(tiny_demo, tmp_path):
+    settings = load_settings(overrides=FAST + ["weighting.calibration=rake", "common.level=0.9"])
+    paths = build_run(tiny_demo, tmp_path / "run", settings)
+    report = annual_report.run(paths, settings)
+    assert report.design.calibration == "rake"
+    text = methodology.appendix(report.design, report.run_settings, "en", deff_range=report.deff_range)
+    assert "Raking" in text and "Post-stratification" not in text
+    assert "90 % confidence interval" in text and "95 %" not in text.replace("90 % to 95 %", "")
+    assert "deff<sub>w</sub> ranges from" in text
+
+
+def test_unit_type_comes_from_the_registry_not_the_id():
+    units = pd.DataFrame({"unit_id": ["S01", "X02"], "name_vi": ["a", "b"], "name_en": ["a", "b"],
+                          "unit_type": ["district", "department"]})
+    intake = pd.DataFrame({"source_file": "f", "unit_id": ["S01", "X02", "??"], "received": [5, 7, 1],
+                           "accepted": [5, 6, 0], "quarantined": [0, 1, 1]})
+    rates = pd.DataFrame({"unit_id": ["S01", "X02"], "survey_mode": "postal", "issued": [10, 10],
+                          "returned": [5, 6], "response_rate": [0.5, 0.6]})
+    table = annual_report.sample_table(intake, rates, units, ("department", "district")).set_index("unit_type")
+    assert table.loc["district", "received"] == 5 and table.loc["department", "received"] == 7
+    assert table.loc["total", "received"] == 13  # the unknown unit counts only in the total
+    assert table.loc["department", "response_rate"] == pytest.approx(0.6)
+
+
+def test_missing_result_table_is_a_stage_error_naming_the_file(tmp_path):
+    paths = config.RunPaths(Path("data/demo").resolve(), tmp_path).ensure()
+    with pytest.raises(StageError, match="units.parquet"):
+        annual_report.run(paths, load_settings())
+    with pytest.raises(StageError, match="units.parquet"):
+        unit_scorecard.run(paths, load_settings(), "S01")
+
+
+# ------------------------------------------------------------------------------------------------
+# unit scorecard
+# ------------------------------------------------------------------------------------------------
+
+
+def test_scorecard_selects_the_units_rows(tiny_run):
+    paths, settings = tiny_run
+    ranks = schemas.read_result(paths, "ranks")
+    unit = ranks.loc[ranks["publishable"], "unit_id"].iloc[0]
+    card = unit_scorecard.run(paths, settings, unit)
+    row = ranks.set_index("unit_id").loc[unit]
+    assert card.overall["estimate"] == row["estimate"] and card.overall["rank"] == row["rank"]
+    assert card.unit["unit_type"] == row["unit_type"]
+    city = schemas.read_result(paths, "city_indices")
+    peer = city.loc[(city["scope"] == row["unit_type"]) & (city["level"] == "element")].set_index("code")["estimate"]
+    assert np.allclose(card.elements["peer_estimate"], card.elements["code"].map(peer))
+    assert card.criteria["code"].str.fullmatch(r"c\d\d").all()
+    assert card.weakest["rank_in_unit"].is_monotonic_increasing and card.weakest["weakest"].all()
+    rates = schemas.read_result(paths, "response_rates")
+    assert card.sample["issued"] == rates.loc[rates["unit_id"] == unit, "issued"].sum()
+    with pytest.raises(StageError, match="not in the units registry"):
+        unit_scorecard.run(paths, settings, "NOPE")
+
+
+def test_scorecards_read_each_table_once_until_it_changes(tiny_run, monkeypatch):
+    paths, settings = tiny_run
+    calls = []
+    original = schemas.read_result
+    monkeypatch.setattr(schemas, "read_result", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
+    unit_scorecard._CACHE.clear()
+    ranks = original(paths, "ranks")
+    unit_scorecard.run(paths, settings, ranks["unit_id"].iloc[0])
+    first = len(calls)
+    assert first >= 6
+    for unit in ranks["unit_id"]:
+        unit_scorecard.run(paths, settings, unit)
+    assert len(calls) == first  # the other scorecards read nothing again
+    schemas.write_result(paths, "ranks", ranks)  # a rewritten table is read again
+    path = schemas.result_path(paths, "ranks")
+    stat = path.stat()
+    import os
+
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    unit_scorecard.run(paths, settings, ranks["unit_id"].iloc[0])
+    assert calls[first:] == ["ranks"]
+
+
+def test_a_report_at_another_level_than_the_results_is_refused(tiny_run):
+    paths, settings = tiny_run
+    other = settings.replace(level=0.9)
+    with pytest.raises(StageError, match="level"):
+        annual_report.run(paths, other)
+    with pytest.raises(StageError, match="level"):
+        unit_scorecard.run(paths, other, schemas.read_result(paths, "ranks")["unit_id"].iloc[0])
