@@ -10,7 +10,7 @@ REPORT_LANG  ?= vi
 RUN    ?= $(YEAR)-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo report report-en test test-fast bench lab clean
+.PHONY: help venv demo report report-national report-en report-pdf pdf test test-fast bench lab clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,14 +29,23 @@ demo: $(STAMP) ## Write the seeded demo year to data/demo/ if any file is missin
 report: demo ## Run the full annual pipeline on the demo data -> reports/$(RUN)/index.html
 	$(BIN)/sipas report --year $(YEAR) --seed $(SEED) --lang $(REPORT_LANG) --run $(RUN)
 
+report-national: $(STAMP) ## The ministry's national survey (34 provinces) -> reports/$(YEAR)-national/index.html
+	$(BIN)/sipas demo --profile national --if-missing --year $(YEAR) --seed $(SEED)
+	$(BIN)/sipas report --profile national --year $(YEAR) --seed $(SEED) --lang $(REPORT_LANG)
+
 report-en: ## The same reports in English
 	$(MAKE) report REPORT_LANG=en RUN=$(YEAR)-demo-en
+
+report-pdf: demo ## The full report plus the annual report and scorecards as PDF -> reports/$(RUN)/downloads/pdf/
+	$(BIN)/sipas report --year $(YEAR) --seed $(SEED) --lang $(REPORT_LANG) --run $(RUN) --pdf
+
+pdf: report-pdf ## Same as report-pdf
 
 test: $(STAMP) ## Run the whole test suite (unit, parity, simulation and notebook tiers)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation (under a minute)
-	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation"
+test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no demo year built (under a minute)
+	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation and not slow"
 
 bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

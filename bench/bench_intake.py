@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=75.0, help="size of the responses CSV in MB")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=2025)
-    parser.add_argument("--year", type=int, default=2025)
+    parser.add_argument("--year", type=int, default=2024,
+                        help="survey year (before July 2025 the demo has districts: responses_districts.csv)")
     parser.add_argument("--build", default="", help=argparse.SUPPRESS)  # internal: only write the year
     args = parser.parse_args()
 

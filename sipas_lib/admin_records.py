@@ -327,7 +327,7 @@ def monthly_aggregates(data_dir: str | os.PathLike, year: int, month: int,
     return counts, reasons
 
 
-def monthly_overview(counts: pd.DataFrame, level: str = "unit", period: str = "month") -> pd.DataFrame:
+def monthly_overview(counts: pd.DataFrame, record_level: str = "unit", period: str = "month") -> pd.DataFrame:
     """One row per unit with the headline figures of the month (or year to date).
 
     Returns ``unit_id, total, received_new, resolved, on_time_rate, late_rate, fb_total,
@@ -335,7 +335,7 @@ def monthly_overview(counts: pd.DataFrame, level: str = "unit", period: str = "m
     """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
-    sub = counts[(counts["level"] == level) & (counts["period"] == period)]
+    sub = counts[(counts["level"] == record_level) & (counts["period"] == period)]
     wide = sub.pivot_table(index="unit_id", columns="metric", values="value", aggfunc="sum", fill_value=0)
     for col in ("total", "received_new", "resolved", "on_time", "late", "fb_total", "apologies", "opinions"):
         if col not in wide.columns:

@@ -17,6 +17,14 @@ Annual survey-implementation report (Phụ lục 4)
 :func:`annual_survey_rows` fills the template's ten rows from the stage's summary (received =
 accepted + quarantined; return rate = distinct issued form ids that came back / issued).
 
+Excel
+-----
+:func:`monthly_workbook` and :func:`annual_survey_workbook` write the same reports as ``.xlsx`` in
+the template's layout (title lines in merged cells, the template's numbering and headers, counts
+and rates as numbers with formats), from the same values as the HTML tables
+(:func:`monthly_values`, :func:`annual_survey_rows`); :mod:`sipas_lib.exports` puts them in the
+run's ``downloads/``.
+
 Reference: Kế hoạch số 143/KH-UBND ngày 11/6/2021 của UBND thành phố Hà Nội, Phụ lục 3 and 4.
 """
 
@@ -24,6 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import pandas as pd
@@ -33,6 +43,7 @@ from sipas_lib.admin_records import (  # noqa: F401  (re-exported: the monthly a
     PROCEDURE_COLUMNS, AdminFiles, latest_month, monthly_aggregates, monthly_overview, report_periods,
 )
 from sipas_lib.reporting import LABELS, fmt_num, fmt_pct, label
+from sipas_lib.spreadsheet import neutralise
 from sipas_lib.texts import load_texts
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +177,49 @@ def _fmt_reasons(reasons: pd.DataFrame, lang: str, top: int) -> str:
     return "; ".join(parts)
 
 
+def monthly_values(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
+                   unit_ids: Iterable[str] | str | None = None) -> list[tuple[TemplateRow, list]]:
+    """The Phụ lục 3 rows with their values as numbers, for the month and the year to date.
+
+    One ``(row, [month, year_to_date])`` per template row; a value is ``None`` (header row),
+    an ``int`` (count), a ``(numerator, denominator)`` pair of ints (rate) or a DataFrame
+    ``reason, n`` (overdue reasons). :func:`monthly_table` formats them as text for HTML,
+    :func:`monthly_workbook` writes them as numbers to Excel, so both show the same figures.
+
+    Parameters
+    ----------
+    counts, reasons
+        Output of :func:`monthly_aggregates`.
+    form
+        1 (Mẫu số 1, departments) or 2 (Mẫu số 2, districts with the commune block B).
+    unit_ids
+        Units to add up (one id, several, or ``None`` = every unit in ``counts``).
+    """
+    rows = monthly_template(form)
+    sel_counts, sel_reasons = counts, reasons
+    if unit_ids is not None:
+        ids = [unit_ids] if isinstance(unit_ids, str) else [str(u) for u in unit_ids]
+        sel_counts = counts[counts["unit_id"].isin(ids)]
+        sel_reasons = reasons[reasons["unit_id"].isin(ids)]
+    lookup = sel_counts.groupby(["level", "period", "metric"], observed=True)["value"].sum().to_dict()
+    out = []
+    for row in rows:
+        values: list = []
+        for per in PERIODS:
+            if row.kind == "header":
+                values.append(None)
+            elif row.kind == "count":
+                values.append(int(lookup.get((row.level, per, row.metric), 0)))
+            elif row.kind == "rate":
+                values.append((int(lookup.get((row.level, per, row.metric), 0)),
+                               int(lookup.get((row.level, per, row.denominator), 0))))
+            elif row.kind == "reasons":
+                r = sel_reasons[(sel_reasons["level"] == row.level) & (sel_reasons["period"] == per)]
+                values.append(r.groupby("reason", as_index=False)["n"].sum())
+        out.append((row, values))
+    return out
+
+
 def monthly_table(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
                   unit_ids: Iterable[str] | str | None = None, lang: str = "vi",
                   top_reasons: int = 3) -> pd.DataFrame:
@@ -189,32 +243,19 @@ def monthly_table(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
     formatted as text (rates as ``92,31 % (1.200/1.300)``; ``–`` when nothing to divide by).
     Overdue reasons are data: escape the table when rendering (``reporting.html_table``).
     """
-    rows = monthly_template(form)
-    sel_counts, sel_reasons = counts, reasons
-    if unit_ids is not None:
-        ids = [unit_ids] if isinstance(unit_ids, str) else [str(u) for u in unit_ids]
-        sel_counts = counts[counts["unit_id"].isin(ids)]
-        sel_reasons = reasons[reasons["unit_id"].isin(ids)]
-    totals = sel_counts.groupby(["level", "period", "metric"], observed=True)["value"].sum()
-    lookup = totals.to_dict()
-    out = []
-    for row in rows:
-        values = []
-        for per in PERIODS:
-            if row.kind == "header":
-                values.append("")
-            elif row.kind == "count":
-                values.append(fmt_num(lookup.get((row.level, per, row.metric), 0), lang=lang))
-            elif row.kind == "rate":
-                num = lookup.get((row.level, per, row.metric), 0)
-                den = lookup.get((row.level, per, row.denominator), 0)
-                values.append("–" if den == 0 else
-                              f"{fmt_pct(num / den, 2, lang)} ({fmt_num(num, lang=lang)}/{fmt_num(den, lang=lang)})")
-            elif row.kind == "reasons":
-                r = sel_reasons[(sel_reasons["level"] == row.level) & (sel_reasons["period"] == per)]
-                r = r.groupby("reason", as_index=False)["n"].sum()
-                values.append(_fmt_reasons(r, lang, top_reasons))
-        out.append((row.stt, row.text_vi if lang == "vi" else row.text_en, values[0], values[1]))
+    def text(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, tuple):
+            num, den = value
+            return "–" if den == 0 else (f"{fmt_pct(num / den, 2, lang)} "
+                                         f"({fmt_num(num, lang=lang)}/{fmt_num(den, lang=lang)})")
+        if isinstance(value, pd.DataFrame):
+            return _fmt_reasons(value, lang, top_reasons)
+        return fmt_num(value, lang=lang)
+
+    out = [(row.stt, row.text_vi if lang == "vi" else row.text_en, text(values[0]), text(values[1]))
+           for row, values in monthly_values(counts, reasons, form, unit_ids)]
     return pd.DataFrame(out, columns=[label("stt", lang), label("content", lang),
                                       label("month_result", lang), label("ytd_result", lang)])
 
@@ -324,3 +365,208 @@ def annual_survey_rows(summary: pd.DataFrame | Mapping, forms: pd.DataFrame, uni
     rows = [(stt, vi if lang == "vi" else en, v) for (stt, vi, en), v in zip(ANNUAL_ROWS, values)]
     return pd.DataFrame(rows, columns=[label("stt", lang), label("content", lang),
                                        label("implementation_result", lang)])
+
+
+# --------------------------------------------------------------------------------------------
+# the same reports as Excel workbooks in the template's layout
+# --------------------------------------------------------------------------------------------
+
+#: Excel number formats: counts with a thousands separator, rates as percent with two decimals
+#: (Excel shows the separators of the reader's locale, so ``1.200`` and ``92,31 %`` in Vietnamese).
+COUNT_FORMAT = "#,##0"
+RATE_FORMAT = "0.00%"
+_EXPORT_TEXT = load_texts("exports")
+
+
+def _xl_text(key: str, lang: str, **values) -> str:
+    text = _EXPORT_TEXT[key][lang]
+    return text.format(**values) if values else text
+
+
+def _xl_sheet_title(text: str, taken: set[str]) -> str:
+    """A sheet name Excel accepts (≤ 31 characters, none of ``[]:*?/\\``), unique in the workbook."""
+    import re
+
+    base = re.sub(r"[\[\]:*?/\\]", "_", text).strip("'") or "Sheet"
+    base = base[:31]
+    title, k = base, 2
+    while title in taken:
+        suffix = f" ({k})"
+        title, k = base[:31 - len(suffix)] + suffix, k + 1
+    taken.add(title)
+    return title
+
+
+@lru_cache(maxsize=None)
+def _xl_styles():
+    """openpyxl style objects, built once (openpyxl shares equal styles between cells)."""
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    thin = Side(style="thin")
+    return {"bold": Font(bold=True), "border": Border(left=thin, right=thin, top=thin, bottom=thin),
+            "fill": PatternFill("solid", fgColor="EEEEEE"),
+            "align": {h: Alignment(wrap_text=True, vertical="top", horizontal=h)
+                      for h in (None, "left", "center", "right")}}
+
+
+def _xl_put(ws, row: int, col: int, value, *, number_format: str | None = None, bold: bool = False,
+            align: str | None = None, border: bool = False, template: bool = False):
+    """Write one cell. Text is neutralised (:func:`sipas_lib.spreadsheet.neutralise`) unless it is the
+    template's own wording (``template=True``: row numbers such as ``-``, row texts, headers)."""
+    styles = _xl_styles()
+    if isinstance(value, str) and not template:
+        value = neutralise(value)
+    cell = ws.cell(row=row, column=col, value=value)
+    if number_format:
+        cell.number_format = number_format
+    if bold:
+        cell.font = styles["bold"]
+    cell.alignment = styles["align"][align]
+    if border:
+        cell.border = styles["border"]
+    return cell
+
+
+def _xl_title_block(ws, lines: list[tuple[str, bool, str]], width: int) -> int:
+    """Merged title lines across ``width`` columns (text, bold, alignment); returns the next free row."""
+    row = 1
+    for text, bold, align in lines:
+        _xl_put(ws, row, 1, text, bold=bold, align=align)
+        ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=width)
+        row += 1
+    return row + 1
+
+
+def _xl_header(ws, row: int, headers: list[str]) -> None:
+    for col, text in enumerate(headers, 1):
+        _xl_put(ws, row, col, text, bold=True, align="center", border=True, template=True).fill = _xl_styles()["fill"]
+
+
+def _monthly_sheet(ws, values: list[tuple[TemplateRow, list]], lines: list[tuple[str, bool, str]],
+                   lang: str, top_reasons: int) -> None:
+    row = _xl_title_block(ws, lines, 4)
+    _xl_header(ws, row, [label("stt", lang), label("content", lang), label("month_result", lang),
+                         label("ytd_result", lang)])
+    for template_row, cells in values:
+        row += 1
+        section = template_row.stt.isalpha()
+        _xl_put(ws, row, 1, template_row.stt, bold=section, align="center", border=True, template=True)
+        _xl_put(ws, row, 2, template_row.text_vi if lang == "vi" else template_row.text_en, bold=section,
+                border=True, template=True)
+        for col, value in enumerate(cells, 3):
+            if value is None:
+                _xl_put(ws, row, col, None, border=True)
+            elif isinstance(value, tuple):
+                num, den = value
+                _xl_put(ws, row, col, num / den if den else "–", number_format=RATE_FORMAT, align="right",
+                        border=True, template=True)
+            elif isinstance(value, pd.DataFrame):
+                _xl_put(ws, row, col, _fmt_reasons(value, lang, top_reasons), border=True)
+            else:
+                _xl_put(ws, row, col, int(value), number_format=COUNT_FORMAT, align="right", border=True)
+    for col, width in zip("ABCD", (7, 70, 22, 22)):
+        ws.column_dimensions[col].width = width
+    ws.freeze_panes = ws.cell(row=len(lines) + 3, column=1)
+
+
+def monthly_workbook(counts: pd.DataFrame, reasons: pd.DataFrame, form: int, unit_ids: Iterable[str],
+                     unit_names: Mapping[str, str], path, *, year: int, month: int, lang: str = "vi",
+                     top_reasons: int = 3):
+    """Write Phụ lục 3 (Mẫu số ``form``) as an Excel workbook in the template's layout.
+
+    The first sheet adds up ``unit_ids``; then one sheet per unit (named by its id). Each sheet
+    has the template's title lines (merged cells), the header ``STT | Nội dung | Kết quả trong
+    tháng báo cáo | Kết quả từ đầu năm đến tháng báo cáo`` and its rows with their numbering;
+    counts are numbers (format ``#,##0``), rates are numbers (``0.00%``; ``–`` when nothing to
+    divide by), overdue reasons text. The figures are those of :func:`monthly_table` (both come
+    from :func:`monthly_values`). Text from data (unit names, reasons) is neutralised so that no
+    cell runs as a formula. Returns the path.
+    """
+    from openpyxl import Workbook
+
+    ids = [str(u) for u in unit_ids]
+    form_title = label(f"form{form}", lang)
+    heading = _xl_text("pl3_heading", lang, month=f"{month:02d}", year=year)
+    wb = Workbook()
+    taken: set[str] = set()
+    ws = wb.active
+    ws.title = _xl_sheet_title(_xl_text("pl3_all_sheet", lang), taken)
+    lines = [(_xl_text("pl3_annex", lang), False, "left"), (form_title, True, "left"),
+             (_xl_text("pl3_all_units", lang, k=len(ids)), False, "left"), (heading, True, "center")]
+    _monthly_sheet(ws, monthly_values(counts, reasons, form, ids), lines, lang, top_reasons)
+    for unit in ids:
+        ws = wb.create_sheet(_xl_sheet_title(unit, taken))
+        lines = [(_xl_text("pl3_annex", lang), False, "left"), (form_title, True, "left"),
+                 (str(unit_names.get(unit, unit)), True, "left"), (heading, True, "center")]
+        _monthly_sheet(ws, monthly_values(counts, reasons, form, [unit]), lines, lang, top_reasons)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def annual_survey_workbook(summary: pd.DataFrame, forms: pd.DataFrame, units: pd.DataFrame,
+                           quarantine: pd.DataFrame, path, *, year: int, lang: str = "vi",
+                           plan_reference: str = "Kế hoạch số 143/KH-UBND ngày 11/6/2021 của UBND Thành phố",
+                           implementer: str = "Viện Nghiên cứu phát triển kinh tế - xã hội Hà Nội",
+                           publication: str | None = None):
+    """Write Phụ lục 4 as an Excel workbook in the template's layout.
+
+    Sheet 1: the title (merged), part 1 "Kết quả triển khai" with the template's ten numbered
+    rows (:func:`annual_survey_rows`, the same text as the HTML), then the accepted
+    questionnaires by field × survey mode as numbers (``annual_survey_forms``). Sheet 2: part 2,
+    the records set aside at intake by rule with their share of the records received
+    (``annual_survey_quarantine``; counts ``#,##0``, shares ``0.00%``). Returns the path.
+    """
+    from openpyxl import Workbook
+
+    rows = annual_survey_rows(summary, forms, units, lang=lang, plan_reference=plan_reference,
+                              implementer=implementer, publication=publication)
+    wb = Workbook()
+    taken: set[str] = set()
+    ws = wb.active
+    ws.title = _xl_sheet_title(_xl_text("pl4_sheet", lang), taken)
+    row = _xl_title_block(ws, [(_xl_text("pl4_annex", lang), False, "left"),
+                               (label("pl4_title", lang, year=year), True, "center"),
+                               (label("pl4_part1", lang), True, "left")], 3)
+    _xl_header(ws, row, list(rows.columns))
+    for values in rows.itertuples(index=False):
+        row += 1
+        _xl_put(ws, row, 1, values[0], align="center", border=True, template=True)
+        _xl_put(ws, row, 2, values[1], border=True, template=True)
+        _xl_put(ws, row, 3, values[2], border=True)
+    row += 2
+    modes = [m for m in ("postal", "one_stop", "online") if m in set(forms["survey_mode"])]
+    modes += sorted(set(forms["survey_mode"]) - set(modes))
+    table = forms.pivot_table(index="field", columns="survey_mode", values="n", aggfunc="sum", fill_value=0)
+    _xl_header(ws, row, [label("field", lang)] + [label(f"mode_{m}", lang) if f"mode_{m}" in LABELS else m
+                                                   for m in modes])
+    for field in table.index:
+        row += 1
+        key = f"field_{field}"
+        _xl_put(ws, row, 1, label(key, lang) if key in LABELS else str(field), border=True)
+        for col, mode in enumerate(modes, 2):
+            value = int(table.loc[field, mode]) if mode in table.columns else 0
+            _xl_put(ws, row, col, value, number_format=COUNT_FORMAT, align="right", border=True)
+    for col, width in zip("ABCD", (26, 55, 70, 14)):
+        ws.column_dimensions[col].width = width
+
+    from sipas_lib.intake import RULES
+
+    ws = wb.create_sheet(_xl_sheet_title(_xl_text("pl4_quarantine_sheet", lang), taken))
+    row = _xl_title_block(ws, [(label("pl4_part2", lang), True, "left")], 3)
+    share = load_texts("annual_survey_report")["pl4_share"][lang]
+    _xl_header(ws, row, [label("pl4_rule", lang), label("n_resp", lang), share])
+    for rule, n, share in quarantine[["rule", "n", "share_of_received"]].itertuples(index=False):
+        row += 1
+        text = RULES.get(rule, (rule, rule))[0 if lang == "en" else 1]
+        _xl_put(ws, row, 1, text, border=True)
+        _xl_put(ws, row, 2, int(n), number_format=COUNT_FORMAT, align="right", border=True)
+        _xl_put(ws, row, 3, None if pd.isna(share) else float(share), number_format=RATE_FORMAT, align="right",
+                border=True)
+    for col, width in zip("ABC", (70, 14, 14)):
+        ws.column_dimensions[col].width = width
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["caterpillar", "funnel", "national_context", "log_axis", "element_heatmap",
+__all__ = ["caterpillar", "caterpillar_pages", "page_slices", "funnel", "national_context", "log_axis", "element_heatmap",
            "criteria_dots", "element_comparison", "criterion_label", "figure_height", "unit_labels"]
 
 #: Height (inches) of one row of a chart with one row per unit or criterion, by number of rows:
@@ -107,6 +107,15 @@ def _percent(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=float) * 100.0
 
 
+def _error_bars(estimate: np.ndarray, low: Any, high: Any) -> np.ndarray:
+    """Matplotlib's ``xerr``/``yerr`` (distances below and above) of an interval in percent.
+
+    Clipped at 0: an estimate of 1.0 can sit a rounding error (2e-16) outside its own Wilson
+    bound, and matplotlib refuses negative error bars.
+    """
+    return np.clip(np.vstack([estimate - _percent(low), _percent(high) - estimate]), 0.0, None)
+
+
 # --------------------------------------------------------------------------------------------
 # caterpillar: units' index with its CI, or units' rank with its confidence sets
 # --------------------------------------------------------------------------------------------
@@ -178,6 +187,64 @@ def caterpillar(df: pd.DataFrame, *, lang: str, level: float, kind: str = "index
         R.pct_axis(ax, "x", lang)
     _legend_below(fig, ax)
     return fig
+
+
+#: Most units on one caterpillar chart; a longer list is split into consecutive charts
+#: (:func:`caterpillar_pages`), so 126 communes read as four pages of ~32 rows with a common axis.
+MAX_ROWS_PER_CHART = 40
+
+
+def page_slices(n_rows: int, max_rows: int = MAX_ROWS_PER_CHART) -> list[slice]:
+    """Consecutive, nearly equal slices of ``n_rows`` rows, none longer than ``max_rows``.
+
+    >>> page_slices(126)
+    [slice(0, 32, None), slice(32, 63, None), slice(63, 94, None), slice(94, 126, None)]
+    >>> page_slices(20)
+    [slice(0, 20, None)]
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    pages = max(1, math.ceil(n_rows / max_rows))
+    bounds = np.linspace(0, n_rows, pages + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def caterpillar_pages(df: pd.DataFrame, *, lang: str, level: float, kind: str = "index",
+                      names: Mapping[str, str] | None = None, reference: float | None = None,
+                      group: str = "", title: str | None = None,
+                      max_rows: int = MAX_ROWS_PER_CHART) -> list["Figure"]:
+    """:func:`caterpillar` split into charts of at most ``max_rows`` units, best units first.
+
+    The units are ordered once over the whole group (by index, or by rank), cut into
+    consecutive pages (:func:`page_slices`), and every page shares one axis range, so a dot on
+    page 3 reads against the same scale as one on page 1. Titles say which ranks / places a
+    page holds (``1–32 / 126``). One page (no split) for up to ``max_rows`` units.
+    """
+    if kind == "index":
+        _require(df, ["unit_id", "estimate", "ci_low", "ci_high", "n"], "caterpillar (index)")
+        ordered = df.sort_values("estimate", ascending=False, kind="stable").reset_index(drop=True)
+        lo, hi = np.nanmin(ordered["ci_low"].to_numpy(float)), np.nanmax(ordered["ci_high"].to_numpy(float))
+        pad = max(0.01, 0.03 * (hi - lo))
+        limits = ((lo - pad) * 100.0, min(hi + pad, 1.0) * 100.0 + 0.5)
+    else:
+        ordered = df.loc[df["rank"].notna()].sort_values("rank", kind="stable").reset_index(drop=True)
+        top = float(ordered["rank_ci_high"].max()) if len(ordered) else 1.0
+        limits = (0.5, top + 0.5)
+    slices = page_slices(len(ordered), max_rows)
+    figures = []
+    for part in slices:
+        chunk = ordered.iloc[part]
+        page_title = title
+        if len(slices) > 1:
+            span = f"{part.start + 1}–{part.stop} / {len(ordered)}"
+            base = title or R.label("caterpillar_title" if kind == "index" else "rank_caterpillar_title", lang,
+                                    group=group, level=_level_text(level, lang))
+            page_title = f"{base} ({span})"
+        fig = caterpillar(chunk, lang=lang, level=level, kind=kind, names=names, reference=reference, group=group,
+                          title=page_title)
+        fig.axes[0].set_xlim(*limits)
+        figures.append(fig)
+    return figures
 
 
 def _legend_below(fig: "Figure", ax: "Axes", height: float = 0.35) -> None:
@@ -295,7 +362,7 @@ def national_context(trend: pd.DataFrame, path: pd.DataFrame | None = None,
     if own is not None and len(own):
         _require(own, ["year", "estimate", "ci_low", "ci_high"], "national_context (own)")
         est = _percent(own["estimate"])
-        err = np.vstack([est - _percent(own["ci_low"]), _percent(own["ci_high"]) - est])
+        err = _error_bars(est, own["ci_low"], own["ci_high"])
         ax.errorbar(own["year"].astype(int), est, yerr=err, fmt="D", color=R.GREYS[0], markersize=6, capsize=3,
                     label=R.label("this_survey", lang, level=_level_text(level, lang)))
     all_years = sorted(set(years) | (set(path["year"].astype(int)) if path is not None and len(path) else set())
@@ -401,7 +468,7 @@ def element_comparison(elements: pd.DataFrame, *, lang: str, level: float, unit_
     y = np.arange(len(mine))
     fig, ax = _new_figure(8.0, 0.55 * len(mine) + 2.0)
     est = _percent(mine["estimate"])
-    err = np.vstack([est - _percent(mine["ci_low"]), _percent(mine["ci_high"]) - est])
+    err = _error_bars(est, mine["ci_low"], mine["ci_high"])
     ax.barh(y - 0.2, est, height=0.38, color=R.GREYS[0], xerr=err, ecolor="#555555", capsize=3,
             label=R.shorten(unit_name, 40) + " (" + R.label("ci_level", lang, level=_level_text(level, lang)) + ")")
     ax.barh(y + 0.2, _percent(mine["peer_estimate"]), height=0.38, color=R.GREYS[3], hatch="//",

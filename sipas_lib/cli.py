@@ -9,6 +9,7 @@ Examples
     sipas report --stages 20,30 --no-fanout # re-run two stages on the results of an earlier run
     sipas report --data-dir data/raw/2025 --run 2025-final --lang en
     sipas report --config hanoi.yaml -p weighting.trim_ratio=2.5 --level 0.9
+    sipas report --pdf                      # also the annual report and scorecards as PDF
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ class _RichProgress:
                 self.console.print(f"[bold red]✗ {escape(run.label)} failed[/]  {seconds:.1f} s")
             else:
                 self.console.print(f"[dim]– {escape(run.label)} skipped[/]")
+        elif event == "downloads":
+            if payload.files:
+                self.console.print(f"[green]✓[/] downloads: {len(payload.files)} file(s) (SPSS, Stata, Excel, PDF) "
+                                   "in downloads/")
+            for problem in payload.problems:
+                self.console.print(f"[bold yellow]![/] {escape(problem)}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -133,12 +140,20 @@ def report(
     fresh_kernels: bool = typer.Option(
         False, "--fresh-kernels", help="Start a new kernel for every per-unit report (slower; default reuses one per worker)."
     ),
+    pdf: bool = typer.Option(
+        False, "--pdf", help="Also write the annual report and the scorecards as PDF (downloads/pdf/; needs WeasyPrint).",
+    ),
     previous_data: Optional[Path] = typer.Option(
         None, "--previous-data",
         help="Last year's input folder, for year-on-year changes (default: <data-dir>/previous_year if it exists).",
     ),
     previous_results: Optional[Path] = typer.Option(
         None, "--previous-results", help="Last year's results/ folder from an earlier run (skips recomputing it).",
+    ),
+    profile: Optional[str] = typer.Option(
+        None, "--profile",
+        help="A run profile (sipas_lib/profiles/NAME.yaml), e.g. national: the ministry's survey of the 34 provinces "
+             "(its data folder, stages and settings; --data-dir, --stages, --config and -p still apply).",
     ),
 ) -> None:
     """Run the stage notebooks, write the HTML reports and reports/<run>/index.html.
@@ -156,15 +171,22 @@ def report(
 
     # everything the user typed is checked before anything is written
     try:
+        chosen_profile = _load_profile(profile)
         selected = runner.parse_stages(stages)
-        settings = load_settings(config_file, overrides=param, year=year, seed=seed, lang=lang, level=level)
+        profile_overrides = chosen_profile.overrides() if chosen_profile else []
+        settings = load_settings(config_file, overrides=[*profile_overrides, *param], year=year, seed=seed,
+                                 lang=lang, level=level)
     except (SettingsError, ValueError) as exc:
         raise _fail(str(exc))
+    if chosen_profile is not None and data_dir == config.DEMO_DIR:
+        data_dir = chosen_profile.data_dir
     if not data_dir.is_dir():
         hint = " Run `sipas demo` (or `make report`) to write it." if data_dir.resolve() == config.DEMO_DIR else ""
         raise _fail(f"data folder {data_dir} does not exist.{hint}")
     try:
-        run_name = config.check_run_name(run if run is not None else _default_run_name(settings.year, data_dir))
+        default_name = (chosen_profile.run_name(settings.year) if chosen_profile is not None
+                        and data_dir == chosen_profile.data_dir else _default_run_name(settings.year, data_dir))
+        run_name = config.check_run_name(run if run is not None else default_name)
     except ValueError as exc:
         raise _fail(f"--run: {exc}")
     run_dir = out / run_name
@@ -192,7 +214,8 @@ def report(
             settings = settings.replace(index_ranking__previous_results=str(previous_results.resolve()))
         summary = runner.run_report(
             data_dir, run_dir, settings, stages=selected, fanout=fanout, workers=workers,
-            notebooks_dir=notebooks_dir, reuse_kernels=not fresh_kernels, progress=progress,
+            notebooks_dir=notebooks_dir, reuse_kernels=not fresh_kernels, progress=progress, pdf=pdf,
+            applicable=chosen_profile.stages if chosen_profile is not None else None,
         )
     except RuntimeError as exc:  # the previous year failed
         progress.close()
@@ -210,6 +233,15 @@ def report(
     console.print(f"index: [bold]{escape(str(summary.index))}[/]")
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _load_profile(name: Optional[str]):
+    """The profile named by ``--profile`` (``None`` without one); a ``ValueError`` lists the known ones."""
+    if name is None:
+        return None
+    from sipas_lib.profiles import load_profile
+
+    return load_profile(name)
 
 
 def _failure_lines(summary) -> list[str]:
@@ -244,9 +276,19 @@ def demo(
     year: int = typer.Option(config.DEFAULT_YEAR, "--year", help="Survey year."),
     scale: float = typer.Option(1.0, "--scale", min=0.001, help="Multiplies frame, sample and dossier sizes."),
     if_missing: bool = typer.Option(False, "--if-missing", help="Write only the demo files that are missing; existing files are never touched."),
+    profile: Optional[str] = typer.Option(
+        None, "--profile", help="Write the demo year of a run profile instead, e.g. national (data/demo_national/)."),
 ) -> None:
     """Write the seeded demo year (units, frame, sample, returned questionnaires, dossiers)."""
     from sipas_lib import simulate
+
+    try:
+        chosen_profile = _load_profile(profile)
+    except ValueError as exc:
+        raise _fail(str(exc))
+    if chosen_profile is not None:
+        _national_demo(chosen_profile, out, year, seed, scale, if_missing)
+        return
 
     if if_missing and simulate.demo_is_complete(out, previous_year=True):
         console.print(f"demo data already in {escape(str(out))} (delete it to regenerate)")
@@ -255,6 +297,94 @@ def demo(
         written = simulate.write_demo_year(out, year=year, seed=seed, scale=scale, previous_year=True,
                                            if_missing=if_missing)
     console.print(f"wrote {len(written)} files to [bold]{escape(str(out))}[/]")
+
+
+@app.command()
+def units(
+    province: str = typer.Option(..., "--province", help="Province (name with or without diacritics, or its code)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV to write; default units_<province code>.csv here."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a starting units registry: the province and its official communes and wards (after 1 July 2025).
+
+    Edit it: add the province's departments (unit_type department, parent_id the province, codes
+    90000 + 100 x province code + 1..99) and keep pre-2025 units with their valid_to date.
+    """
+    from sipas_lib import official_units
+    from sipas_lib.spreadsheet import write_csv
+    from sipas_lib.units import validate_units
+
+    try:
+        registry = official_units.starting_registry(province)
+    except ValueError as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(2) from None
+    validate_units(registry, source="the starting registry")
+    path = out or Path(f"units_{registry['unit_id'].iloc[0]}.csv")
+    if path.exists() and not force:
+        console.print(f"[red]{escape(str(path))} exists; use --force to overwrite it[/]")
+        raise typer.Exit(1)
+    write_csv(registry, path)
+    counts = registry["unit_type"].value_counts()
+    console.print(f"wrote {escape(str(path))}: {registry['name_vi'].iloc[0]}, "
+                  f"{int(counts.get('ward', 0))} wards, {int(counts.get('commune', 0))} communes; "
+                  "add the departments (unit_type department, parent_id "
+                  f"{registry['unit_id'].iloc[0]}, codes from "
+                  f"{official_units.department_code(official_units.province_code(province), 1)})")
+
+
+form_app = typer.Typer(no_args_is_help=True, help="Questionnaire forms for other tools (ODK, KoboToolbox, SurveyCTO).")
+app.add_typer(form_app, name="form")
+
+
+@form_app.command("export")
+def form_export(
+    instrument: str = typer.Option(..., "--instrument", help="Instrument id (e.g. hanoi_pl5_district) or a YAML file."),
+    to: str = typer.Option("xlsform", "--to", help="Output format: xlsform."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write; default <instrument id>.xlsx here."),
+    units_file: Optional[Path] = typer.Option(None, "--units", help="Units registry CSV whose units of the form's "
+                                              "type the form offers; default: the bundled Hà Nội registry."),
+    on: Optional[str] = typer.Option(None, "--on", help="Offer only the units valid on this day (YYYY-MM-DD), "
+                                     "e.g. the round's first day; default: every unit of the registry."),
+) -> None:
+    """Write a questionnaire as an XLSForm (survey/choices/settings) and check it converts with pyxform."""
+    from sipas_lib import xlsform
+    from sipas_lib.instrument import InstrumentError, load_instrument
+    from sipas_lib.units import UnitsError, load_units
+
+    if to != "xlsform":
+        raise _fail(f"--to {to}: unknown format; the only one is xlsform")
+    try:
+        form = load_instrument(instrument)
+    except InstrumentError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        units = load_units(units_file, on=on)
+    except (UnitsError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    path = out or Path(f"{form.id}.xlsx")
+    try:
+        xlsform.write_xlsform(form, units, path)
+        xlsform.to_xform(path)
+    except xlsform.XLSFormError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote [bold]{escape(str(path))}[/] (XLSForm of {escape(form.id)}; converts with pyxform)")
+
+
+def _national_demo(profile, out: Path, year: int, seed: int, scale: float, if_missing: bool) -> None:
+    """``sipas demo --profile national``: the national demo year (:mod:`sipas_lib.simulate_national`)."""
+    from sipas_lib import simulate_national
+
+    if profile.demo != "national":
+        raise _fail(f"profile {profile.name!r} has no demo writer of its own (demo: {profile.demo!r})")
+    folder = profile.data_dir if out == config.DEMO_DIR else out
+    if if_missing and simulate_national.national_is_complete(folder):
+        console.print(f"national demo data already in {escape(str(folder))} (delete it to regenerate)")
+        return
+    with console.status(f"simulating the national {year} demo year (seed {seed}) …"):
+        written = simulate_national.write_national_year(folder, year=year, seed=seed, scale=scale,
+                                                        if_missing=if_missing)
+    console.print(f"wrote {len(written)} files to [bold]{escape(str(folder))}[/]")
 
 
 @app.command()

@@ -887,6 +887,27 @@ def _run(design, columns, by, level, na_rm, kind, df, denominators=None, Y=None,
     return _tidy(columns, index, cols), r, dom, D
 
 
+def wilson_bounds(p, n_eff, quantile):
+    r"""Wilson score bounds of a share on an effective sample size, for a given quantile.
+
+    .. math:: \frac{\hat p + \frac{t^2}{2n^*} \pm t\sqrt{\frac{\hat p(1-\hat p)}{n^*} +
+              \frac{t^2}{4n^{*2}}}}{1 + t^2/n^*}
+
+    The one formula behind :func:`proportion` (``method="wilson"``) and
+    :func:`sipas_lib.index.score_interval`. Wilson, E. B. (1927), *JASA* 22, 209-212.
+
+    Examples
+    --------
+    >>> lo, hi = wilson_bounds(np.array([1.0]), np.array([2.0]), 1.959963984540054)
+    >>> round(float(lo[0]), 3), round(float(hi[0]), 3)
+    (0.342, 1.0)
+    """
+    centre = p + quantile**2 / (2 * n_eff)
+    half = quantile * np.sqrt(p * (1 - p) / n_eff + quantile**2 / (4 * n_eff**2))
+    scale = 1 + quantile**2 / n_eff
+    return (centre - half) / scale, (centre + half) / scale
+
+
 def mean(design: "SurveyDesign | ReplicateDesign", columns: str | Sequence[str],
          by: str | Sequence[str] | None = None, level: float = 0.95, na_rm: bool = True,
          df: float | str | None = None) -> pd.DataFrame:
@@ -1015,10 +1036,7 @@ def proportion(design: "SurveyDesign | ReplicateDesign", columns: str | Sequence
             lo = stats.beta.ppf(alpha / 2, neff * p, neff * (1 - p) + 1)
             hi = stats.beta.ppf(1 - alpha / 2, neff * p + 1, neff * (1 - p))
         elif method == "wilson":
-            neff = p * (1 - p) / v
-            c = p + t**2 / (2 * neff)
-            h = t * np.sqrt(p * (1 - p) / neff + t**2 / (4 * neff**2))
-            lo, hi = (c - h) / (1 + t**2 / neff), (c + h) / (1 + t**2 / neff)
+            lo, hi = wilson_bounds(p, p * (1 - p) / v, t)
         else:
             lo, hi = p - t * se, p + t * se
         if method in ("logit", "beta", "wilson"):

@@ -72,6 +72,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sipas_lib import estimation  # the design-based variance engine (issue 4)
+
 __all__ = [
     "AggregationRule",
     "RULES",
@@ -190,7 +192,6 @@ def _domain_variances(design, z: np.ndarray, by: list[str], groups: pd.DataFrame
     ``estimation.total_covariance`` keeps the full design for each domain (domain scores are
     zero outside it) and handles strata, clusters, fpc, calibration and replicate weights.
     """
-    from sipas_lib import estimation  # the design-based variance engine (issue 4)
 
     kwargs = {}
     if "diag" in inspect.signature(estimation.total_covariance).parameters:
@@ -480,7 +481,6 @@ def overall_covariance(
     if code not in core.codes:
         raise ValueError(f"code {code!r} is not an index of instrument {instrument.id}")
     m = core.codes.index(code)
-    from sipas_lib import estimation
 
     index, cov = estimation.total_covariance(design, core.z[:, [m]], by=[by], full=True)
     _check_domains(index, core.groups, [by])
@@ -590,10 +590,7 @@ def score_interval(estimate, n_eff, level: float = 0.95) -> tuple[np.ndarray, np
     z = stats.norm.ppf((1 + level) / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = np.where(n > 0, n, np.nan)
-        centre = p + z**2 / (2 * n)
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-        scale = 1 + z**2 / n
-        lo, hi = (centre - half) / scale, (centre + half) / scale
+        lo, hi = estimation.wilson_bounds(p, n, z)
     return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
 
 
@@ -780,7 +777,7 @@ def track_targets(
     targets: pd.DataFrame | Mapping[int, float | tuple[float, float]] | None = None,
     *,
     estimate: str = "estimate",
-    ci: tuple[str, str] = ("ci_low", "ci_high"),
+    ci_columns: tuple[str, str] = ("ci_low", "ci_high"),
     interpolate: bool = True,
 ) -> pd.DataFrame:
     """Compare indices with targets (default: plan 143/KH-UBND, :data:`DEFAULT_TARGETS`).
@@ -821,12 +818,12 @@ def track_targets(
     out["target_high"] = [tv[y][1] for y in years]
     out["target_source"] = [tv[y][2] for y in years]
     out["gap"] = out[estimate] - out["target_low"]
-    has_ci = all(c in out.columns for c in ci) and out[list(ci)].notna().all(axis=None)
+    has_ci = all(c in out.columns for c in ci_columns) and out[list(ci_columns)].notna().all(axis=None)
     lo_t = out["target_low"].to_numpy(float)
     est = out[estimate].to_numpy(float)
     if has_ci:
-        status = np.where(out[ci[0]].to_numpy(float) >= lo_t, "met",
-                          np.where(out[ci[1]].to_numpy(float) < lo_t, "not_met", "not_distinguishable"))
+        status = np.where(out[ci_columns[0]].to_numpy(float) >= lo_t, "met",
+                          np.where(out[ci_columns[1]].to_numpy(float) < lo_t, "not_met", "not_distinguishable"))
     else:
         status = np.where(est >= lo_t, "met_point", "not_met_point")
     out["status"] = np.where(np.isnan(lo_t), "no_target", status)

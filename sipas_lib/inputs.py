@@ -800,7 +800,7 @@ def _check_sample(reader: _Reader, table: pd.DataFrame) -> None:
             other = rows[(values != values.iloc[0]).to_numpy()][0]
             raise reader.error(f"one {column} for every form of stratum {stratum!r}", row=int(other), column=column,
                                found=str(table.at[other, column]),
-                               hint=f"{reader.row_word} {int(rows[0])} of the same stratum has {values.iloc[0]!r}")
+                               hint=f"{reader.row_word} {int(rows[0])} of the same stratum has {values.iloc[0]}")
 
 
 def _check_order(reader: _Reader, table: pd.DataFrame, earlier: str, later: str) -> None:
@@ -1005,8 +1005,37 @@ def _read_input(data_dir: str | os.PathLike, name: str, *, units: pd.DataFrame |
     if not personal:
         out = out.drop(columns=[c for c in out.columns if c in schemas.PERSONAL_COLUMNS])
     out.attrs["warnings"] = list(reader.warnings)
-    out.attrs["rows"] = typed.index.to_numpy()  # row (CSV) or record (Parquet) of each row, for messages
+    out.attrs["rows"] = RowNumbers(typed.index.to_numpy())  # row (CSV) or record (Parquet) of each row
     return out
+
+
+class RowNumbers:
+    """Each row's number in its file, carried in ``DataFrame.attrs`` for messages.
+
+    pandas compares and deep-copies ``attrs`` on every operation; a plain array would fail the
+    comparison (arrays of other lengths do not broadcast) and cost a copy of a column each time.
+    This read-only holder compares by identity and is shared, not copied.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = np.asarray(values)
+        self.values.flags.writeable = False
+
+    def __getitem__(self, position: int) -> int:
+        return int(self.values[position])
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def __deepcopy__(self, memo: dict) -> "RowNumbers":
+        return self
 
 
 def _lower_first(text: str) -> str:

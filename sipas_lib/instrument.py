@@ -32,7 +32,10 @@ _REQUIRED_ITEM = ("code", "number", "block", "text_vi", "text_en")
 #: Unit types a form can be written for; a form for communes also serves wards.
 FORM_UNIT_TYPES = ("department", "district", "commune")
 #: Which form a unit type answers (units registry vocabulary -> form unit type).
-FORM_OF_UNIT_TYPE = {"department": "department", "district": "district", "commune": "commune", "ward": "commune"}
+FORM_OF_UNIT_TYPE = {"department": "department", "district": "district", "commune": "commune", "ward": "commune",
+                     # the ministry's national survey (profile national) draws its respondents in communes and
+                     # asks them the commune form (the commune one-stop shop resolves most procedures since 2025)
+                     "province": "commune"}
 
 
 class InstrumentError(ValueError):

@@ -2,18 +2,39 @@
 
 Returned questionnaires arrive as CSV (UTF-8, with or without BOM), Excel (``.xlsx``) or Parquet,
 with canonical headers (``form_id, unit_id, c01 ...``) or the Vietnamese headers of the paper
-form (``Mã số phiếu, Đơn vị, Câu 1 ...``; see :data:`VIETNAMESE_HEADERS`). Intake works in three
-steps:
+form (``Mã số phiếu, Đơn vị, Câu 1 ...``; see :data:`VIETNAMESE_HEADERS`). Submission exports of
+ODK Central (CSV) and KoboToolbox (CSV, XLSX) of the XLSForm that ``sipas form export`` writes are
+read the same way: group-prefixed headers (``E1-c01``, ``E1/c01``) map to their question's name,
+choice values are the codes, the tools' metadata columns are dropped. Intake works in
+five steps:
 
 1. :func:`read_table` reads a file *read-only* (raw files are never modified) and maps its
-   headers to canonical names. Every cell stays text; each row keeps its ``source_file`` and
-   ``source_row`` (the row number a spreadsheet user sees: header = row 1, first record = row 2).
+   headers to canonical names. Every cell stays text, stored once per distinct value (a
+   categorical column), so a file of a million rows takes little more memory than the file; each
+   row keeps its ``source_file`` and ``source_row`` (the row number a spreadsheet user sees). In
+   an Excel workbook the data sheet and the header row are found (an instructions sheet first,
+   title rows above the header) unless ``sheet``/``header_row`` are given; which were read is
+   reported. CSV goes through the one strict reader of the year's files
+   (:func:`sipas_lib.inputs.read_delimited`), or a streaming path with the same rules for large
+   well-formed files.
 2. File-level problems raise :class:`IntakeError`, whose message names the file, the row and the
-   column and says what was expected: unknown extension, empty file, unreadable Excel, missing
-   required column, a column of dates none of which can be read, two headers mapping to one column.
-3. Record-level problems never stop intake: the record goes to the quarantine table with one
+   column and says what was expected: unknown extension, empty file, unreadable Excel, answer
+   cells holding formulas without saved values, missing required column, a column of dates none
+   of which can be read, two headers mapping to one column.
+3. Rows that are not questionnaires — a total row ("Tổng cộng", "Total"), or a row with neither
+   form id nor answer (an empty, pre-numbered template row) — are set aside in
+   ``IntakeResult.ignored`` and never counted as received.
+4. Record-level problems never stop intake: the record goes to the quarantine table with one
    reason (the first rule it breaks, in the order of :data:`RULES`), everything else is accepted.
-   The rules are vectorized boolean masks over all records.
+   The rules run once per distinct cell value and are spread to the rows with integer codes.
+5. Problems of the survey date only (outside the survey's ``year``, or ambiguous day/month in a
+   file that mixes day-first and month-first dates) keep the answers: the date is set to missing
+   and listed in ``IntakeResult.date_problems``, so it never stretches the fieldwork period.
+
+Wrong values are reported by kind ("text where a whole number 1-5 was expected", "what looks
+like a phone number (not shown)"); a value is quoted only when it cannot identify anyone (a
+short number, a short code, a date). The quarantine file is written with
+:func:`sipas_lib.spreadsheet.write_csv` (formula cells neutralised).
 
 Duplicated form ids
 -------------------
@@ -51,8 +72,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sipas_lib.instrument import Instrument, instrument_for_unit_type, load_instrument
-from sipas_lib.sampling import check_form_ids
+from sipas_lib.instrument import FORM_OF_UNIT_TYPE, Instrument, instrument_for_unit_type, load_instrument
+from sipas_lib.formids import check_form_ids, unit_code_of
 from sipas_lib.config import FIELDS, SURVEY_MODES
 from sipas_lib.spreadsheet import write_csv
 from sipas_lib.texts import load_texts
@@ -121,6 +142,8 @@ HEADER_ALIASES: dict[str, str] = {
 }
 
 PERSONAL_COLUMNS: tuple[str, ...] = ("enumerator_name", "enumerator_phone", "enumerator_address")
+#: Every canonical column name a header can map to.
+_CANONICAL = frozenset(VIETNAMESE_HEADERS.values()) | frozenset(HEADER_ALIASES.values())
 DEMOGRAPHIC_COLUMNS: tuple[str, ...] = ("gender", "age_group", "education")
 REQUIRED_COLUMNS: tuple[str, ...] = ("form_id", "unit_id", "channel")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("field", *DEMOGRAPHIC_COLUMNS, "education_other", "survey_date")
@@ -145,7 +168,7 @@ FIELD_LABELS: dict[str, str] = {
 #: Record rules in priority order: a record that breaks several gets the first one's reason.
 RULES: dict[str, tuple[str, str]] = {
     "form_id_missing": ("form id is empty", "thiếu mã số phiếu"),
-    "form_id_format": ("form id is not 6 digits", "mã số phiếu không gồm 6 chữ số"),
+    "form_id_format": ("form id is not 6 or 10 digits", "mã số phiếu không gồm 6 hoặc 10 chữ số"),
     "form_id_check_digit": ("form id fails its check digit (mistyped?)", "mã số phiếu sai chữ số kiểm tra"),
     "duplicate_conflict": ("form id appears more than once with different answers; all copies set aside",
                            "mã số phiếu trùng, nội dung khác nhau"),
@@ -153,7 +176,7 @@ RULES: dict[str, tuple[str, str]] = {
     "unit_missing": ("unit is empty", "thiếu đơn vị"),
     "unit_unknown": ("unit is not in the units registry", "đơn vị không có trong danh mục"),
     "form_unit_type": ("questionnaire form does not fit the unit type", "mẫu phiếu không phù hợp loại đơn vị"),
-    "form_id_unit": ("form id does not belong to the unit (first two digits)",
+    "form_id_unit": ("form id does not belong to the unit (its unit code)",
                      "mã số phiếu không thuộc đơn vị"),
     "form_id_not_issued": ("form id was not issued in the sample", "mã số phiếu không có trong mẫu đã phát"),
     "item_value": ("answer outside the scale", "câu trả lời ngoài thang đo"),
@@ -171,7 +194,10 @@ SUMMARY_COLUMNS = ["source_file", "unit_id", "received", "accepted", "quarantine
 DEFAULT_FILES: dict[str, str] = {
     "responses_departments.xlsx": "hanoi_pl5_department",
     "responses_districts.csv": "hanoi_pl5_district",
+    "responses_communes.csv": "hanoi_pl5_commune",  # years after the July 2025 reform (no districts)
 }
+#: Of the local-government files, a year has at least one (districts before the reform, communes after).
+_LOCAL_FILES = ("responses_districts.csv", "responses_communes.csv")
 _SUFFIXES = (".csv", ".xlsx", ".xlsm", ".parquet", ".pq")
 _MIN_VALUES_FOR_COLUMN_ERROR = 3
 
@@ -263,6 +289,32 @@ def _spread(per_value: np.ndarray, codes: np.ndarray, fill: object) -> np.ndarra
     return out[codes]
 
 
+@dataclass(frozen=True)
+class _Coded:
+    """A typed column kept as codes into its distinct values (one value per distinct cell text).
+
+    Intake never spreads a column to one value per row before it must: the accepted table is built
+    from the rows it keeps, duplicates are compared through hashes of the distinct values.
+    """
+
+    codes: np.ndarray   # per row, -1 = missing
+    values: np.ndarray  # per distinct cell text: the typed value (NaN/NaT/None where not usable)
+    fill: object
+
+    def take(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return _spread(self.values, self.codes[rows], self.fill)
+
+    def present(self) -> np.ndarray:
+        """Rows whose typed value is not missing."""
+        return _spread(~pd.isna(self.values), self.codes, False)
+
+    def hashes(self, rows: np.ndarray) -> np.ndarray:
+        """64-bit hash of each row's value (equal values hash equally in every file)."""
+        per_value = pd.util.hash_array(pd.Series(self.values).to_numpy()) if len(self.values) else \
+            np.zeros(0, dtype=np.uint64)
+        return _spread(per_value, self.codes[rows], np.uint64(0))
+
+
 # --------------------------------------------------------------------------------------------
 # Personal data: a wrong value is described by its kind; only values that cannot identify anyone
 # (short numbers, short codes, dates) are shown
@@ -297,22 +349,18 @@ def _value_kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     kind_vi = np.empty(len(values), dtype=object)
     for k, raw in enumerate(values):
         v = str(raw)
-        safe = (_SHORT_NUMBER.fullmatch(v) or _SHORT_CODE.fullmatch(v) or _DATE_SHAPE.fullmatch(v)) \
-            and len(v) <= 19 and not v.startswith(("+", "-"))
-        if safe:
-            shown[k], kind_en[k], kind_vi[k] = f"'{v}'", f"'{v}'", f"'{v}'"
-            continue
-        if v.startswith(("=", "+", "-", "@")) and len(v) > 1 and not _SHORT_NUMBER.fullmatch(v):
-            kind = "formula"
-        elif EMAIL_PATTERN.search(v):
+        if EMAIL_PATTERN.search(v):
             kind = "email"
         elif PHONE_PATTERN.search(v):
             kind = "phone"
-        elif re.fullmatch(r"[\d .,\-+()]+", v) and sum(c.isdigit() for c in v) > 4:
-            kind = "long_number"
-        elif v.startswith(("+", "-")) and _SHORT_NUMBER.fullmatch(v):
+        elif v.startswith(("=", "+", "-", "@")) and not _SHORT_NUMBER.fullmatch(v):
+            kind = "formula"
+        elif (_SHORT_NUMBER.fullmatch(v) or _SHORT_CODE.fullmatch(v) or _DATE_SHAPE.fullmatch(v)) \
+                and sum(c.isdigit() for c in v) <= 8:
             shown[k], kind_en[k], kind_vi[k] = f"'{v}'", f"'{v}'", f"'{v}'"
             continue
+        elif re.fullmatch(r"[\d .,\-+()]+", v):
+            kind = "long_number"
         else:
             kind = "text"
         shown[k] = ""
@@ -359,6 +407,30 @@ def _norm_array(values: np.ndarray) -> np.ndarray:
     return np.array([_norm_key(v) for v in values], dtype=object)
 
 
+#: Group separators in the headers of form-tool exports: ODK Central writes ``E1-c01``,
+#: KoboToolbox ``E1/c01`` (for a question ``c01`` in a group ``E1``; see :mod:`sipas_lib.xlsform`).
+_GROUP_PATH = re.compile(r"[/-]")
+
+
+def _canonical_header(header: object, lookup: Mapping[str, str]) -> str | None:
+    """The canonical column a header means, or ``None``.
+
+    A header is looked up whole first (Vietnamese headers may hold ``-`` or ``/``); failing that,
+    the last part of a group path counts when it is itself a canonical column name, so an ODK
+    Central or KoboToolbox submission export of the XLSForm maps question by question. Their
+    metadata columns (``meta-instanceID``, ``KEY``, ``SubmitterName``, ``_uuid``,
+    ``_submission_time``, ``_submitted_by`` …) map to nothing and are dropped like any unknown
+    column: none of them reaches the results (``SubmitterName``/``_submitted_by`` are personal).
+    """
+    key = normalize_header(header)
+    if key in lookup:
+        return lookup[key]
+    last = _GROUP_PATH.split(key)[-1]
+    if last != key and lookup.get(last) in _CANONICAL and normalize_header(lookup[last]) == last:
+        return lookup[last]
+    return None
+
+
 def _header_lookup(column_map: Mapping[str, str] | None = None) -> dict[str, str]:
     canonical = set(VIETNAMESE_HEADERS.values()) | set(HEADER_ALIASES.values())
     lookup = {normalize_header(c): c for c in canonical}
@@ -381,7 +453,7 @@ def map_columns(columns: Iterable[object], column_map: Mapping[str, str] | None 
         original header -> canonical name.
     """
     lookup = _header_lookup(column_map)
-    return {col: lookup.get(normalize_header(col), str(col)) for col in columns}
+    return {col: _canonical_header(col, lookup) or str(col) for col in columns}
 
 
 def _check_path(path: Path) -> None:
@@ -504,7 +576,7 @@ def _read_csv_fast(path: Path, inputs) -> tuple[pd.DataFrame, np.ndarray]:
 
 def _header_score(row: Sequence[object], lookup: Mapping[str, str]) -> int:
     """How many cells of a row are known headers (Vietnamese, alias or canonical)."""
-    return sum(1 for v in row if v is not None and normalize_header(v) in lookup)
+    return sum(1 for v in row if v is not None and _canonical_header(v, lookup) is not None)
 
 
 #: A header row has at least this many known headers.
@@ -706,15 +778,16 @@ def read_table(path: str | os.PathLike, column_map: Mapping[str, str] | None = N
 def form_id_problems(form_ids: pd.Series) -> pd.Series:
     """Classify form ids: ``None`` if valid, else ``form_id_missing/format/check_digit``.
 
-    Scheme (fixed): 6 digits; digits 1-2 the unit code, 3-5 the serial, 6 the Luhn check digit
-    computed over the first five (Luhn 1954; ISO/IEC 7812-1 Annex B). The check itself is
-    :func:`sipas_lib.sampling.check_form_ids` (which also rejects unit code < 10 and serial 000;
-    those ids are reported as ``form_id_check_digit`` too).
+    Two formats, both read (:mod:`sipas_lib.formids`): legacy 6 digits (2-digit unit code,
+    3-digit serial, Luhn check digit; Hà Nội 2020–2024) and current 10 digits (5-digit unit code,
+    4-digit serial, Damm check digit; from 2025). The check itself is
+    :func:`sipas_lib.formids.check_form_ids` (which also rejects unit code and serial 0; those ids
+    are reported as ``form_id_check_digit`` too).
     """
     s = form_ids.astype("string").str.strip()
     out = pd.Series(np.full(len(s), None, dtype=object), index=s.index, dtype=object)
     missing = (s.isna() | (s == "")).astype(bool)
-    fmt = ~missing & ~s.str.fullmatch(r"\d{6}").fillna(False).astype(bool)
+    fmt = ~missing & ~s.str.fullmatch(r"\d{6}|\d{10}").fillna(False).astype(bool)
     ok_fmt = ~missing & ~fmt
     bad_check = ok_fmt & ~pd.Series(check_form_ids(s.astype(object).where(ok_fmt, None).to_numpy()), index=s.index)
     out[missing] = "form_id_missing"
@@ -906,15 +979,17 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     n = len(source_row)
     typed: dict[str, object] = {}
 
-    def col_text(c: str) -> pd.Categorical:
-        return _categorical(*cols[c])
-
     # Form id
     fid_codes, fid_values = cols["form_id"]
     fid_problem_values = form_id_problems(pd.Series(fid_values, dtype=object)).to_numpy(dtype=object)
     fid_rule = _spread(fid_problem_values, fid_codes, "form_id_missing")
     fid_shown_v, fid_kind_en, fid_kind_vi = _value_kinds(fid_values)
-    typed["form_id"] = col_text("form_id")
+    # in the form id column, 6 or 10 digits is the shape of a form id (the 10-digit format looks like a
+    # mobile number): shown, so the paper form can be found
+    id_shaped = pd.Series(fid_values, dtype=object).str.fullmatch(r"\d{6}|\d{10}").fillna(False).to_numpy(dtype=bool)
+    quoted = np.array([f"'{v}'" for v in fid_values[id_shaped]], dtype=object)
+    fid_shown_v[id_shaped], fid_kind_en[id_shaped], fid_kind_vi[id_shaped] = quoted, quoted, quoted
+    typed["form_id"] = _Coded(fid_codes, fid_values, None)
 
     # Units: id, or Vietnamese/English name
     units = validate_units(units)
@@ -934,13 +1009,16 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     u_shown_v, u_kind_en, u_kind_vi = _value_kinds(u_values)
     raw_unit_shown = _spread(np.where(u_shown_v != "", u_values, "(unit not shown)"), u_codes, "(missing)")
     unit_shown = np.where(uid.notna(), uid.to_numpy(dtype=object), raw_unit_shown)
-    typed["unit_id"] = pd.Categorical(uid)
+    typed["unit_id"] = _Coded(u_codes, uid_of_value, None)
 
     # Form of each record and the unit-type check
     if instrument is not None:
         form = pd.Series(instrument.id, index=range(n), dtype=object)
-        wrong_type = (uid.notna() & ((utype != instrument.unit_type) if instrument.unit_type
-                                     else (utype == "commune"))).to_numpy(dtype=bool)
+        if instrument.unit_type:  # the unit's type must be rated on this form (wards on the commune form)
+            wrong_type = (uid.notna() & (utype.map(FORM_OF_UNIT_TYPE) != FORM_OF_UNIT_TYPE[instrument.unit_type]))
+        else:
+            wrong_type = uid.notna() & (utype == "commune")
+        wrong_type = wrong_type.to_numpy(dtype=bool)
         off_form = np.zeros(n, dtype=bool)
         off_col = np.full(n, None, dtype=object)
         type_expected = instrument.unit_type or "department or district"
@@ -957,11 +1035,18 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
             off_col[hit] = c
             off_form |= hit
         type_expected = "department or district"
-    typed["unit_type"] = pd.Categorical(utype)
-    typed["form"] = pd.Categorical(form)
+    type_of_value = pd.Series(uid_of_value, dtype=object).map(units.set_index("unit_id")["unit_type"])
+    typed["unit_type"] = _Coded(u_codes, type_of_value.to_numpy(dtype=object), None)
+    if instrument is not None:
+        typed["form"] = _Coded(np.zeros(n, dtype=np.int8), np.array([instrument.id], dtype=object), None)
+    else:
+        typed["form"] = _Coded(u_codes, type_of_value.map(ids).to_numpy(dtype=object), None)
 
     fid_ok = fid_rule == None  # noqa: E711
-    code_of_value = pd.to_numeric(pd.Series(fid_values, dtype=object).str[:2], errors="coerce").to_numpy(dtype=float)
+    code_of_value = np.full(len(fid_values), np.nan)
+    valid_value = fid_problem_values == None  # noqa: E711
+    if valid_value.any():
+        code_of_value[valid_value] = unit_code_of(fid_values[valid_value])
     code_in_id = _spread(code_of_value, fid_codes, np.nan)
     id_unit = fid_ok & uid.notna().to_numpy() & (code_in_id != ucode)
 
@@ -1004,7 +1089,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         item_msg_vi[first_bad] = vi[codes[first_bad]]
         item_bad |= bad_rows
         n_bad_items += bad_rows
-        typed[col] = _spread(np.where(bad_value, np.nan, val).astype(np.float32), codes, np.float32(np.nan))
+        typed[col] = _Coded(codes, np.where(bad_value, np.nan, val), np.nan)
 
     # Demographics (allowed codes from the instrument; labels such as "Nam"/"Nữ" accepted)
     demo_table = pd.concat([f.demographics for f in forms]).drop_duplicates("code").set_index("code")
@@ -1033,11 +1118,11 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         demo_msg[first_bad] = en[codes[first_bad]]
         demo_msg_vi[first_bad] = vi[codes[first_bad]]
         demo_bad |= bad_rows
-        typed[col] = _spread(np.where(bad_value, np.nan, val).astype(np.float32), codes, np.float32(np.nan))
+        typed[col] = _Coded(codes, np.where(bad_value, np.nan, val), np.nan)
     for col in DEMOGRAPHIC_COLUMNS:
         if col not in typed:
-            typed[col] = np.full(n, np.nan, dtype=np.float32)
-    typed["education_other"] = col_text("education_other")
+            typed[col] = _Coded(np.full(n, -1, dtype=np.int8), np.zeros(0), np.nan)
+    typed["education_other"] = _Coded(*cols["education_other"], None)
 
     # Channel (survey mode) and field
     chan_keys = {**{_norm_key(k): v for k, v in CHANNEL_LABELS.items()}, **{_norm_key(m): m for m in SURVEY_MODES}}
@@ -1046,14 +1131,14 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     chan = _spread(chan_of_value, c_codes, None)
     chan_bad = pd.isna(chan)
     c_shown, c_kind_en, c_kind_vi = _value_kinds(c_values)
-    typed["channel"] = pd.Categorical(chan)
+    typed["channel"] = _Coded(c_codes, chan_of_value, None)
     field_keys = {**{_norm_key(k): v for k, v in FIELD_LABELS.items()}, **{_norm_key(m): m for m in FIELDS}}
     f_codes, f_values = cols["field"]
     field_of_value = pd.Series(_norm_array(f_values), dtype=object).map(field_keys).to_numpy(dtype=object)
     fld = _spread(field_of_value, f_codes, None)
     field_bad = (f_codes >= 0) & pd.isna(fld)
     f_shown, f_kind_en, f_kind_vi = _value_kinds(f_values)
-    typed["field"] = pd.Categorical(fld)
+    typed["field"] = _Coded(f_codes, field_of_value, None)
 
     # Survey date: unreadable -> quarantine; outside the year or ambiguous -> a problem of the date only
     d_codes, d_values = cols["survey_date"]
@@ -1069,18 +1154,18 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     if year is not None:
         years = pd.DatetimeIndex(date_of_value).year.to_numpy()
         outside_value = ~np.isnat(date_of_value) & (years != int(year))
-    date = _spread(np.where(outside_value, np.datetime64("NaT"), date_of_value).astype("datetime64[ns]"),
-                   d_codes, np.datetime64("NaT"))
-    typed["survey_date"] = date
+    typed["survey_date"] = _Coded(d_codes, np.where(outside_value, np.datetime64("NaT"), date_of_value)
+                                  .astype("datetime64[ns]"), np.datetime64("NaT"))
     d_shown, d_kind_en, d_kind_vi = _value_kinds(d_values)
 
     # Empty form: no rated item of its own form answered
     own_items = (instrument.item_codes if instrument is not None else item_codes)
     empty = ~item_bad
     for c in own_items:
-        empty &= np.isnan(typed[c])
+        empty &= ~typed[c].present()
 
-    typed["source_file"] = pd.Categorical(source_file)
+    sf_codes, sf_values = pd.factorize(source_file.to_numpy(dtype=object))
+    typed["source_file"] = _Coded(sf_codes.astype(np.int32), np.asarray(sf_values, dtype=object), None)
     typed["source_row"] = source_row
 
     # Reasons, built only for the rows a rule hits (values shown only when they cannot be personal)
@@ -1113,8 +1198,8 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         ("form_id_missing", fid_rule == "form_id_missing", "form_id",
          lambda r: "form id is empty", lambda r: "thiếu mã số phiếu"),
         ("form_id_format", fid_rule == "form_id_format", "form_id",
-         lambda r: "form id" + fid_txt(r) + " is not 6 digits",
-         lambda r: "mã số phiếu" + fid_txt_vi(r) + " không gồm 6 chữ số"),
+         lambda r: "form id" + fid_txt(r) + " is not 6 or 10 digits",
+         lambda r: "mã số phiếu" + fid_txt_vi(r) + " không gồm 6 hoặc 10 chữ số"),
         ("form_id_check_digit", fid_rule == "form_id_check_digit", "form_id",
          lambda r: "form id" + fid_txt(r) + " fails its check digit (mistyped?)",
          lambda r: "mã số phiếu" + fid_txt_vi(r) + " sai chữ số kiểm tra (nhập nhầm?)"),
@@ -1245,9 +1330,9 @@ def _finalize(parts: Sequence[_Checked], feedback_items: Sequence[str]) -> Intak
     fid_ok = np.concatenate([p.form_id_ok for p in parts])
     fid_shown = np.concatenate([p.form_id_shown for p in parts])
     unit_shown = np.concatenate([p.unit_shown for p in parts])
-    source_file = np.concatenate([np.asarray(p.typed["source_file"], dtype=object) for p in parts])
+    source_file = np.concatenate([p.typed["source_file"].take() for p in parts])
     source_row = np.concatenate([p.typed["source_row"] for p in parts]).astype(np.int64)
-    form_id = np.concatenate([np.asarray(p.typed["form_id"], dtype=object) for p in parts])
+    form_id = np.concatenate([p.typed["form_id"].take() for p in parts])
 
     # Duplicated form ids (among ids that are well formed): compare only rows whose id repeats
     key_codes, _ = pd.factorize(np.where(fid_ok, form_id, None), use_na_sentinel=True)
@@ -1265,15 +1350,13 @@ def _finalize(parts: Sequence[_Checked], feedback_items: Sequence[str]) -> Intak
         take = conflict | exact_later
         dup_rows = dup[take]
         del digest
-        dup_en, dup_vi = _duplicate_reasons(source_file, source_row, form_id, n_copies, sub["key"].to_numpy(),
-                                            dup, first_pos, conflict, take)
+        en, vi = _duplicate_reasons(source_file, source_row, form_id, n_copies, sub["key"].to_numpy(), dup,
+                                    first_pos, conflict)
+        reason[dup_rows] = en[take]
+        reason_vi[dup_rows] = vi[take]
         names = np.array(["duplicate_exact", "duplicate_conflict"], dtype=object)
         rule[dup_rows] = names[conflict[take].astype(np.intp)]
         column[dup_rows] = "form_id"
-        reason[dup_rows] = None
-        reason_vi[dup_rows] = None
-    else:
-        dup_rows, dup_en, dup_vi = np.zeros(0, dtype=np.intp), None, None
 
     bad = rule != None  # noqa: E711
     good = np.flatnonzero(~bad)
@@ -1299,14 +1382,9 @@ def _finalize(parts: Sequence[_Checked], feedback_items: Sequence[str]) -> Intak
         "source_file": source_file[bad], "source_row": source_row[bad],
         "form_id": fid_shown[bad], "unit_id": unit_shown[bad],
         "column": np.where(column[bad] == None, "", column[bad]),  # noqa: E711
-        "rule": rule[bad]}, columns=QUARANTINE_COLUMNS[:6])
-    if dup_en is not None:  # reasons of duplicates stay in Arrow: one long text per copy adds up on big files
-        in_quarantine = np.cumsum(bad) - 1
-        quarantine["reason"] = _merge_text(reason[bad], in_quarantine[dup_rows], dup_en)
-        quarantine["reason_vi"] = _merge_text(reason_vi[bad], in_quarantine[dup_rows], dup_vi)
-    else:
-        quarantine["reason"] = pd.Series(reason[bad], dtype="str")
-        quarantine["reason_vi"] = pd.Series(reason_vi[bad], dtype="str")
+        "rule": rule[bad], "reason": reason[bad], "reason_vi": reason_vi[bad]},
+        columns=QUARANTINE_COLUMNS, dtype=object)  # object: rows share their texts (one per value, rule, id)
+    quarantine["source_row"] = quarantine["source_row"].astype(np.int64)
 
     summary = (pd.DataFrame({"source_file": source_file, "unit_id": unit_shown, "accepted": ~bad, "quarantined": bad})
                .groupby(["source_file", "unit_id"], sort=True)
@@ -1329,86 +1407,56 @@ def _finalize(parts: Sequence[_Checked], feedback_items: Sequence[str]) -> Intak
 
 
 def _duplicate_reasons(source_file: np.ndarray, source_row: np.ndarray, form_id: np.ndarray,
-                       n_copies: np.ndarray, key: np.ndarray, dup: np.ndarray, first_pos: np.ndarray,
-                       conflict: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reasons (en, vi) of the duplicated records set aside (``dup[take]``), built with Arrow string
-    kernels: a file with many copies must not hold several Python strings per row while they are built."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+                       copies: np.ndarray, key: np.ndarray, dup: np.ndarray, first_pos: np.ndarray,
+                       conflict: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reasons (en, vi) for the rows ``dup``: one text per duplicated form id, shared by its copies.
 
-    def text(values: np.ndarray) -> pa.Array:
-        return pc.cast(pa.array(values), pa.string())
-
-    def join(*parts) -> pa.Array:
-        return pc.binary_join_element_wise(*parts, "")
-
-    fid = text(form_id[dup][take])
-    first = join(text(source_file[first_pos][take]), " row ", text(source_row[first_pos][take]))
-    conflict = conflict[take]
-    copies_txt = text(n_copies[dup][take])
-    where = np.full(int(take.sum()), "", dtype=object)
-    if conflict.any():  # where the conflicting copies are (the first five)
-        rows = dup[take][conflict]
-        keys = key[take][conflict]
-        located = join(text(source_file[rows]), " row ", text(source_row[rows])).to_numpy(zero_copy_only=False)
-        listing = pd.Series(located, dtype=object).groupby(keys).agg(
-            lambda s: "; ".join(s.iloc[:5]) + ("; …" if len(s) > 5 else ""))
-        where[conflict] = pd.Series(keys).map(listing).to_numpy(dtype=object)
-    where = pa.array(where, type=pa.string())
-    c, e = np.flatnonzero(conflict), np.flatnonzero(~conflict)
-    order = np.argsort(np.concatenate([c, e]), kind="stable")  # back to the order of dup[take]
-    en = pa.concat_arrays([
-        join("form id '", fid.take(c), "' appears ", copies_txt.take(c), " times with different answers (",
-             where.take(c), "); all copies set aside"),
-        join("exact duplicate of ", first.take(e), " (form id '", fid.take(e), "')")]).take(order)
-    vi = pa.concat_arrays([
-        join("mã số phiếu '", fid.take(c), "' xuất hiện ", copies_txt.take(c), " lần với nội dung khác nhau (",
-             where.take(c), "); loại tất cả các bản"),
-        join("trùng lặp hoàn toàn với ", first.take(e), " (mã số phiếu '", fid.take(e), "')")]).take(order)
-    return en, vi
-
-
-def _merge_text(values: np.ndarray, positions: np.ndarray, replacement) -> pd.Series:
-    """``values`` (object) with the entries at ``positions`` replaced by the Arrow strings ``replacement``,
-    as a pandas ``str`` column built in Arrow (no Python string per replaced row)."""
-    import pyarrow as pa
-
-    keep = np.ones(len(values), dtype=bool)
-    keep[positions] = False
-    kept = pa.array(values[keep], type=pa.string())
-    order = np.argsort(np.concatenate([np.flatnonzero(keep), positions]), kind="stable")
-    merged = pa.concat_arrays([kept, replacement.cast(pa.string())]).take(pa.array(order))
-    pa.default_memory_pool().release_unused()
-    return pd.Series(pd.array(merged, dtype="str"))
+    A later exact copy points to the first copy (kept); conflicting copies list where the copies
+    are (the first five). Every copy of one id gets the same Python string object, so a file
+    pasted many times over costs a pointer per row, not a sentence per row.
+    """
+    keys, first_of_key = np.unique(key, return_index=True)
+    first_rows = first_pos[first_of_key]
+    conflicted = conflict[first_of_key]
+    listing = {}
+    if conflicted.any():
+        rows = dup[np.isin(key, keys[conflicted])]
+        where = pd.Series([f"{source_file[r]} row {source_row[r]}" for r in rows], dtype=object)
+        listing = where.groupby(key[np.isin(key, keys[conflicted])]).agg(
+            lambda s: "; ".join(s.iloc[:5]) + ("; …" if len(s) > 5 else "")).to_dict()
+    en = np.empty(len(keys), dtype=object)
+    vi = np.empty(len(keys), dtype=object)
+    for k, (kk, first, both) in enumerate(zip(keys, first_rows, conflicted)):
+        fid = form_id[first]
+        if both:
+            n = copies[first]
+            en[k] = f"form id '{fid}' appears {n} times with different answers ({listing[kk]}); all copies set aside"
+            vi[k] = f"mã số phiếu '{fid}' xuất hiện {n} lần với nội dung khác nhau ({listing[kk]}); loại tất cả các bản"
+        else:
+            where = f"{source_file[first]} row {source_row[first]}"
+            en[k] = f"exact duplicate of {where} (form id '{fid}')"
+            vi[k] = f"trùng lặp hoàn toàn với {where} (mã số phiếu '{fid}')"
+    position = np.searchsorted(keys, key)
+    return en[position], vi[position]
 
 
 def _row_digest(parts: Sequence[_Checked], columns: Sequence[str], positions: np.ndarray) -> np.ndarray:
     """A 64-bit digest of the typed values of rows ``positions`` (over all parts), one column at a time.
 
-    Text columns are hashed through ids of their distinct values shared by all parts, numbers and
-    dates through their bits, so no row is ever turned into strings; two rows with the same typed
-    answers get the same digest (collisions are possible in principle, at 2**-64 per pair).
+    Each distinct value is hashed once (:meth:`_Coded.hashes`), so no row is ever turned into
+    strings; two rows with the same typed answers get the same digest (a collision is possible in
+    principle, at about 2**-64 per pair of rows).
     """
     digest = np.zeros(len(positions), dtype=np.uint64)
     for name in columns:
-        pieces, offset, ids = [], 0, {}
+        pieces, offset = [], 0
         for p in parts:
             local = positions[(positions >= offset) & (positions < offset + p.n)] - offset
             values = p.typed.get(name)
-            if values is None:
-                pieces.append(np.full(len(local), -1, dtype=np.int64))
-            elif isinstance(values, pd.Categorical):
-                cats = [ids.setdefault(v, len(ids)) for v in values.categories]
-                pieces.append(_spread(np.asarray(cats, dtype=np.int64), values.codes[local], -1))
-            else:
-                arr = np.asarray(values)[local]
-                if arr.dtype.kind == "f":
-                    arr = np.where(np.isnan(arr), np.nan, arr).astype(np.float64).view(np.int64)
-                pieces.append(arr.view(np.int64) if arr.dtype.kind == "M" else arr.astype(np.int64))
+            pieces.append(values.hashes(local) if values is not None else np.zeros(len(local), dtype=np.uint64))
             offset += p.n
-        column = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
         with np.errstate(over="ignore"):
-            digest = (digest * np.uint64(1_000_003)) ^ pd.util.hash_array(column)
+            digest = (digest * np.uint64(1_000_003)) ^ np.concatenate(pieces)
     return digest
 
 
@@ -1418,16 +1466,10 @@ def _take_column(parts: Sequence[_Checked], name: str, positions: np.ndarray) ->
     for p in parts:
         local = positions[(positions >= offset) & (positions < offset + p.n)] - offset
         values = p.typed.get(name)
-        if values is None:
-            pieces.append(np.full(len(local), np.nan, dtype=np.float32))
-        elif isinstance(values, pd.Categorical):
-            pieces.append(np.asarray(values.take(local), dtype=object))
-        else:
-            pieces.append(np.asarray(values)[local])
+        pieces.append(np.full(len(local), np.nan) if values is None else values.take(local))
         offset += p.n
-    if any(x.dtype == object for x in pieces):
+    if len({x.dtype for x in pieces}) > 1:
         pieces = [x.astype(object) for x in pieces]
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=object)
     return np.concatenate(pieces) if pieces else np.zeros(0)
 
 
@@ -1516,9 +1558,10 @@ def intake_year(data_dir: str | os.PathLike, units: pd.DataFrame | None = None,
     units
         Units registry; default ``data_dir/units.csv``.
     files
-        File name (relative to ``data_dir``) -> form; default :data:`DEFAULT_FILES`
-        (``responses_departments.xlsx`` on the department form, ``responses_districts.csv`` on the
-        district form).
+        File name (relative to ``data_dir``) -> form; default :data:`DEFAULT_FILES`:
+        ``responses_departments.xlsx`` on the department form (required) and whichever of
+        ``responses_districts.csv`` (district form) and ``responses_communes.csv`` (commune form,
+        after the July 2025 reform) exist — at least one.
     check_sample
         When ``data_dir/sample.csv`` exists, quarantine form ids that were never issued.
     year
@@ -1531,7 +1574,10 @@ def intake_year(data_dir: str | os.PathLike, units: pd.DataFrame | None = None,
     data_dir = Path(data_dir)
     if units is None:
         units = load_units(data_dir / "units.csv")
-    files = DEFAULT_FILES if files is None else files
+    if files is None:
+        # neither present: ask for the first (its "file not found" names it, after the departments' file)
+        local = [f for f in _LOCAL_FILES if (data_dir / f).exists()] or [_LOCAL_FILES[0]]
+        files = {f: form for f, form in DEFAULT_FILES.items() if f not in _LOCAL_FILES or f in local}
     spec = dict(files) if isinstance(files, Mapping) else {f: None for f in files}
     spec = {(data_dir / p if not Path(p).is_absolute() else Path(p)): f for p, f in spec.items()}
     sample = None

@@ -24,7 +24,7 @@ from sipas_lib.settings import Settings
 from sipas_lib.texts import load_texts
 from sipas_lib.weighting import DesignSpec
 
-__all__ = ["appendix", "z_value", "level_text", "as_spec"]
+__all__ = ["appendix", "reform_text", "z_value", "level_text", "as_spec"]
 
 _TEXTS = load_texts("methodology")
 
@@ -153,8 +153,26 @@ def _targets(lang: str) -> str:
     return "; ".join(parts)
 
 
+def reform_text(reform: Any, settings: Settings, lang: str) -> str:
+    """The paragraph on comparisons across the 2025 reform, from the run's ``yoy_reform`` table
+    (bases of the crosswalk, the coverage threshold, the level, how many units were compared)."""
+    options = _section(settings, "index_ranking")
+    bases = [b for b in ("population", "dossiers", "area") if b in set(reform["basis"].dropna())]
+    basis = _t("and", lang).join(_t(f"basis_{b}", lang) for b in bases) or "–"
+    crosswalk = str(options.get("crosswalk") or "sipas_lib/registry/hanoi_crosswalk_2025.csv")
+    withheld = int(reform["withheld"].sum())
+    counts = _t("reform_counts", lang, compared=R.fmt_num(len(reform) - withheld, lang=lang),
+                withheld=R.fmt_num(withheld, lang=lang))
+    coverage = float(reform["min_coverage"].iloc[0]) if len(reform) else float(options.get("min_predecessor_coverage", 0.5))
+    return _t("reform", lang, basis=basis, crosswalk=R.md_escape(crosswalk.rsplit("/", 1)[-1]),
+              level=level_text(settings.level, lang), z=R.fmt_num(z_value(settings.level), 3, lang),
+              coverage=R.fmt_pct(coverage, 0, lang), min_n=R.fmt_num(settings.common["min_publish_n"], lang=lang),
+              counts=counts)
+
+
 def appendix(spec: DesignSpec | Mapping[str, Any], settings: Settings, lang: str | None = None, *,
-             n_strata: int | None = None, deff_range: tuple[float, float] | None = None) -> str:
+             n_strata: int | None = None, deff_range: tuple[float, float] | None = None,
+             reform: Any = None) -> str:
     """The methodology appendix (Markdown) of a run.
 
     Parameters
@@ -171,6 +189,9 @@ def appendix(spec: DesignSpec | Mapping[str, Any], settings: Settings, lang: str
         Number of sampling strata (unit x field) of the issued sample, when known.
     deff_range
         ``(min, max)`` of the units' Kish design effect of weighting (``weight_diagnostics``).
+    reform
+        The run's ``yoy_reform`` table (comparisons across the 2025 reform), when it wrote one:
+        adds the paragraph of :func:`reform_text`.
 
     Examples
     --------
@@ -199,6 +220,7 @@ def appendix(spec: DesignSpec | Mapping[str, Any], settings: Settings, lang: str
         _t("ranks", lang, level=lv, min_n=R.fmt_num(common["min_publish_n"], lang=lang),
            draws=R.fmt_num(_section(settings, "index_ranking").get("n_draws", 0), lang=lang)),
         _t("change", lang, level=lv, z=R.fmt_num(z_value(level), 3, lang)),
+        *([reform_text(reform, settings, lang)] if reform is not None and len(reform) else []),
         _t("targets", lang, level=lv, targets=_targets(lang)),
         _t("publication", lang, min_n=R.fmt_num(common["min_publish_n"], lang=lang),
            min_item=R.fmt_num(common["min_publish_n_item"], lang=lang)),

@@ -142,3 +142,73 @@ def published_year_table(year: int, folder: str | os.PathLike = PUBLISHED_DIR) -
             "rank_change_published": g["rank_change"].to_numpy(float),
         }
     ).reset_index(drop=True)
+
+
+#: Weights a combined predecessor figure may use. Only ``equal``: no population or sample sizes of
+#: the 63 old provinces are bundled, so no other weight can be stated honestly.
+PREDECESSOR_WEIGHTS = ("equal",)
+
+
+def predecessor_published(crosswalk: pd.DataFrame, up_to_year: int = 2024, *, weight: str = "equal",
+                          folder: str | os.PathLike = PUBLISHED_DIR) -> pd.DataFrame:
+    """The published SIPAS of each new province's predecessors, side by side, and a combined figure.
+
+    The 34 provinces of 1 July 2025 were formed from the 63 old ones merged whole
+    (:func:`sipas_lib.crosswalk.province_crosswalk`: ``old_province, new_unit_id``). For every new
+    province this lists each predecessor's latest published value up to ``up_to_year``
+    (``row_kind = "predecessor"``; a rank without a value where only the rank is published; empty
+    when nothing is published). A combined figure (``row_kind = "combined"``) is given only for a
+    merged province whose predecessors *all* have a published value in one common year (the latest
+    such year), with the weight stated in ``weight``:
+
+    .. math:: \\bar p = \\sum_j \\omega_j p_j, \\qquad \\omega_j = 1/J \\ (\\text{equal})
+
+    Ranks of old provinces (out of 63) are never combined.
+
+    Returns
+    -------
+    DataFrame
+        ``unit_id, row_kind, old_province, n_predecessors, year, published`` (share 0–1),
+        ``rank, rank_basis, weight, source_url``, sorted by ``unit_id``, predecessors first.
+
+    Raises
+    ------
+    ValueError
+        A weight other than :data:`PREDECESSOR_WEIGHTS`.
+    """
+    if weight not in PREDECESSOR_WEIGHTS:
+        raise ValueError(f"a combined predecessor figure needs a stated weight; available: {PREDECESSOR_WEIGHTS} "
+                         f"(no population figures of the old provinces are bundled), got {weight!r}")
+    points = load_provincial(folder)
+    points = points[points["year"] <= int(up_to_year)]
+    valued = points[points["sipas_pct"].notna()]
+    ranked = points[points["rank"].notna()]
+    rows = []
+    for unit_id, group in crosswalk.groupby("new_unit_id", sort=True):
+        olds = sorted(group["old_province"])
+        for old in olds:
+            hit = valued[valued["province"] == old]
+            if hit.empty:
+                hit = ranked[ranked["province"] == old]
+            last = hit.sort_values("year").iloc[-1] if len(hit) else None
+            rows.append({"unit_id": unit_id, "row_kind": "predecessor", "old_province": old,
+                         "n_predecessors": len(olds),
+                         "year": None if last is None else int(last["year"]),
+                         "published": np.nan if last is None else float(last["sipas_pct"]) / 100.0,
+                         "rank": pd.NA if last is None else last["rank"],
+                         "rank_basis": None if last is None else last["rank_basis"],
+                         "weight": None, "source_url": None if last is None else last["source_url"]})
+        if len(olds) > 1:
+            mine = valued[valued["province"].isin(olds)]
+            per_year = mine.groupby("year")["province"].nunique()
+            common = per_year.index[per_year == len(olds)]
+            if len(common):
+                year = int(common.max())
+                values = mine[mine["year"] == year].drop_duplicates("province")["sipas_pct"].to_numpy(float) / 100.0
+                rows.append({"unit_id": unit_id, "row_kind": "combined", "old_province": " + ".join(olds),
+                             "n_predecessors": len(olds), "year": year, "published": float(np.mean(values)),
+                             "rank": pd.NA, "rank_basis": None, "weight": weight, "source_url": None})
+    out = pd.DataFrame(rows)
+    out["year"] = out["year"].astype("Int64")
+    out["rank"] = pd.array(out["rank"], dtype="Int64")
+    return out.reset_index(drop=True)

@@ -284,7 +284,7 @@ def pairwise_rejections(
     level: float = 0.95,
     stepdown: bool = True,
     n_boot: int = 10_000,
-    seed: int | None = 2025,
+    seed: int | np.random.Generator | None = None,
     labels: Sequence | None = None,
     higher_is_better: bool = True,
 ) -> pd.DataFrame:
@@ -310,7 +310,7 @@ def rank_confidence_sets(
     simultaneous: bool = True,
     stepdown: bool = True,
     n_boot: int = 10_000,
-    seed: int | None = 2025,
+    seed: int | np.random.Generator | None = None,
     labels: Sequence | None = None,
     higher_is_better: bool = True,
 ) -> pd.DataFrame:
@@ -425,7 +425,7 @@ def tied_pairs(
     level: float = 0.95,
     stepdown: bool = True,
     n_boot: int = 10_000,
-    seed: int | None = 2025,
+    seed: int | np.random.Generator | None = None,
     labels: Sequence | None = None,
     higher_is_better: bool = True,
 ) -> pd.DataFrame:
@@ -474,7 +474,7 @@ def _tau_set(estimates, cov, se, tau, level, stepdown, n_boot, seed, labels, bes
 
 def top_k_set(
     estimates, cov=None, *, se=None, k: int = 5, level: float = 0.95, stepdown: bool = True,
-    n_boot: int = 10_000, seed: int | None = 2025, labels: Sequence | None = None,
+    n_boot: int = 10_000, seed: int | np.random.Generator | None = None, labels: Sequence | None = None,
 ) -> pd.DataFrame:
     """Confidence set for the identities of the k best units (``csranks::cstaubest``).
 
@@ -488,7 +488,7 @@ def top_k_set(
 
 def bottom_k_set(
     estimates, cov=None, *, se=None, k: int = 5, level: float = 0.95, stepdown: bool = True,
-    n_boot: int = 10_000, seed: int | None = 2025, labels: Sequence | None = None,
+    n_boot: int = 10_000, seed: int | np.random.Generator | None = None, labels: Sequence | None = None,
 ) -> pd.DataFrame:
     """Confidence set for the identities of the k worst units (``csranks::cstauworst``).
 
@@ -714,7 +714,7 @@ def rank_table(
     min_n: int = 30,
     rank_unpublishable: bool = False,
     n_boot: int = 10_000,
-    seed: int | None = 2025,
+    seed: int | np.random.Generator | None = None,
 ) -> pd.DataFrame:
     """League table with rank confidence sets, one ranking per group (e.g. departments, districts).
 

@@ -89,10 +89,10 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Sample size and margin of error
 # --------------------------------------------------------------------------------------------
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1 (e.g. 0.95), got {level!r}")
+    return float(stats.norm.ppf(0.5 + level / 2))
 
 
 def _check_common(p, deff, response_rate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,7 +127,7 @@ def _scalar_or_array(x: np.ndarray, kind: type):
 
 def sample_size(
     margin: float | np.ndarray,
-    confidence: float = 0.95,
+    level: float = 0.95,
     p: float = 0.5,
     deff: float = 1.0,
     population: float | np.ndarray | None = None,
@@ -141,7 +141,7 @@ def sample_size(
         n_{\mathrm{resp}} = \frac{n_0}{1 + (n_0 - 1)/N}, \qquad
         n = \left\lceil \frac{n_{\mathrm{resp}}}{r} \right\rceil
 
-    with :math:`z` the normal quantile for ``confidence``, :math:`e` the ``margin`` (on the 0-1
+    with :math:`z` the normal quantile for ``level``, :math:`e` the ``margin`` (on the 0-1
     scale: 0.05 = 5 percentage points), :math:`N` the ``population`` (finite-population correction
     of Cochran 1977, eq. 4.2; omitted when ``population`` is None) and :math:`r` the expected
     ``response_rate`` (questionnaires are issued so that :math:`n r` are expected back). The result
@@ -151,7 +151,7 @@ def sample_size(
     ----------
     margin
         Half-width of the confidence interval for a proportion, 0-1 scale. Scalar or array.
-    confidence
+    level
         Confidence level, e.g. 0.95.
     p
         Expected proportion; 0.5 is the conservative choice.
@@ -178,7 +178,7 @@ def sample_size(
     if np.any(~np.isfinite(e)) or np.any((e <= 0) | (e >= 1)):
         raise ValueError(f"margin must lie strictly between 0 and 1 (0.05 = ±5 points), got {margin!r}")
     p, deff, r = _check_common(p, deff, response_rate)
-    z = _z(confidence)
+    z = _z(level)
     n0 = z**2 * p * (1 - p) * deff / e**2
     pop = _check_population(population)
     n_resp = n0 if pop is None else n0 / (1 + (n0 - 1) / pop)
@@ -190,7 +190,7 @@ def sample_size(
 
 def margin_of_error(
     n: float | np.ndarray,
-    confidence: float = 0.95,
+    level: float = 0.95,
     p: float = 0.5,
     deff: float = 1.0,
     population: float | np.ndarray | None = None,
@@ -214,7 +214,7 @@ def margin_of_error(
     if np.any(np.isnan(n)) or np.any(n <= 0):
         raise ValueError(f"sample size n must be positive, got {n!r}")
     p, deff, r = _check_common(p, deff, response_rate)
-    z = _z(confidence)
+    z = _z(level)
     m = n * r
     pop = _check_population(population)
     if pop is None:
@@ -397,7 +397,7 @@ def allocate(
     units: Sequence[str] | None = None,
     unit_col: str = "unit_id",
     size_col: str = "N",
-    confidence: float = 0.95,
+    level: float = 0.95,
     p: float = 0.5,
     deff: float = 1.0,
     response_rate: float = 1.0,
@@ -436,7 +436,7 @@ def allocate(
         ``frame_counts`` (constant within a unit) or a mapping unit -> value.
     units
         Units that must be covered; a unit listed here without frame rows raises ``ValueError``.
-    confidence, p, deff, response_rate
+    level, p, deff, response_rate
         Assumptions for the expected margin of error (see :func:`margin_of_error`).
 
     Returns
@@ -527,7 +527,7 @@ def allocate(
     has = n > 0
     if has.any():
         moe[has] = margin_of_error(
-            n[has], confidence=confidence, p=p, deff=deff, population=N[has], response_rate=response_rate
+            n[has], level=level, p=p, deff=deff, population=N[has], response_rate=response_rate
         )
     out["moe"] = moe
     out["method"] = method if method != "power" else f"power({exponent:g})"
@@ -661,7 +661,7 @@ def city_margin_of_error(
     weights: str = "population",
     n_col: str = "n",
     size_col: str = "N",
-    confidence: float = 0.95,
+    level: float = 0.95,
     p: float = 0.5,
     deff: float = 1.0,
     response_rate: float = 1.0,
@@ -687,7 +687,7 @@ def city_margin_of_error(
         W = np.full(N.size, 1 / N.size)
     else:
         raise ValueError(f"weights must be 'population' or 'equal', got {weights!r}")
-    e_h = margin_of_error(n, confidence=confidence, p=p, deff=deff, population=N, response_rate=response_rate)
+    e_h = margin_of_error(n, level=level, p=p, deff=deff, population=N, response_rate=response_rate)
     return float(np.sqrt(np.sum(W**2 * np.square(e_h))))
 
 
@@ -696,7 +696,7 @@ def compare_allocations(
     total: int,
     methods: Mapping[str, Mapping] | None = None,
     *,
-    confidence: float = 0.95,
+    level: float = 0.95,
     p: float = 0.5,
     deff: float = 1.0,
     response_rate: float = 1.0,
@@ -715,7 +715,7 @@ def compare_allocations(
             "proportional": {"method": "proportional"},
             "power (a = 0.5)": {"method": "power", "exponent": 0.5},
         }
-    common = dict(confidence=confidence, p=p, deff=deff, response_rate=response_rate)
+    common = dict(level=level, p=p, deff=deff, response_rate=response_rate)
     rows = []
     for label, spec in methods.items():  # a handful of methods
         alloc = allocate(frame_counts, total, **{**kwargs, **dict(spec)}, **common)
@@ -757,7 +757,7 @@ def _grouped_inclusion(a: np.ndarray, g: np.ndarray, n_g: np.ndarray) -> np.ndar
     return np.where(capped, 1.0, pik)
 
 
-def inclusion_probabilities(sizes, n, groups=None) -> np.ndarray:
+def inclusion_probabilities(sizes, n, by=None) -> np.ndarray:
     r"""First-order inclusion probabilities of a PPS design of fixed size ``n``.
 
     :math:`\pi_k = n\,a_k / \sum_j a_j`; units with :math:`\pi_k \ge 1` are set to 1 and the
@@ -770,8 +770,8 @@ def inclusion_probabilities(sizes, n, groups=None) -> np.ndarray:
     sizes
         Size measure :math:`a_k \ge 0` (zero: never selected).
     n
-        Sample size; with ``groups``, a mapping/Series group -> n (or one number for all groups).
-    groups
+        Sample size; with ``by``, a mapping/Series group -> n (or one number for all groups).
+    by
         Optional labels; probabilities are then computed within each group (stratum).
 
     Examples
@@ -784,14 +784,14 @@ def inclusion_probabilities(sizes, n, groups=None) -> np.ndarray:
         raise ValueError("size measure has missing values")
     if np.any(a < 0):
         raise ValueError("size measure has negative values")
-    if groups is None:
+    if by is None:
         g = np.zeros(a.size, dtype=np.int64)
         n_g = np.array([float(n)])
         labels = pd.Index([None])
     else:
-        g, labels = pd.factorize(np.asarray(groups, dtype=object))
+        g, labels = pd.factorize(np.asarray(by, dtype=object))
         if np.any(g < 0):
-            raise ValueError("groups have missing values")
+            raise ValueError("by has missing values")
         if isinstance(n, (Mapping, pd.Series)):
             n_g = pd.Series(n).reindex(labels).to_numpy(dtype=float)
         else:

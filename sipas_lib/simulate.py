@@ -6,9 +6,12 @@ or ``sipas demo``.
 
 The model
 ---------
-*Units.* Hà Nội's real 20 departments and 30 districts (``sipas_lib/registry/hanoi_units.csv``)
-plus four synthetic communes per district (named ``Phường 1`` … / ``Xã 1`` …; the real commune
-list is not bundled).
+*Units.* The units registry (``sipas_lib/registry/hanoi_units.csv``) on the year's fieldwork day
+(1 October). From 2025 the two-tier structure: Hà Nội's 15 departments after the March 2025
+merger and its 126 communes and wards with their official names and codes; each new unit's
+effects derive from its predecessors' through the crosswalk (:func:`demo_effects`). Before 2025
+the real 20 departments and 30 districts plus four synthetic communes per district (named
+``Phường 1`` … / ``Xã 1`` …, dossier records only).
 
 *Frame.* Each unit's yearly number of transactions that received a result is log-normal
 (median ~7,000, × ``scale``). Fields of procedure follow the unit's mandate (the Department of
@@ -17,11 +20,13 @@ online level 3, online level 4 or postal (BCCI) with unit-specific shares. Appli
 synthetic Vietnamese names, phone numbers and addresses (personal data: they stay in the data
 folder).
 
-*Sample.* 1,250 department and 4,800 district questionnaires (Hà Nội 2021, seed 002) are
-allocated equally over units, then proportionally over fields inside a unit, and drawn
+*Sample.* 1,250 department and 4,800 local questionnaires (Hà Nội 2021, seed 002): departments
+(and the old districts) equally, the 126 communes by power allocation with a minimum per
+commune (:data:`LOCAL_ALLOCATION`); then proportionally over fields inside a unit, drawn
 systematically from each unit × field list sorted by date (:mod:`sipas_lib.sampling`):
-:math:`\\pi = n_h / N_h`. Each form gets a 6-digit id (unit code, serial, Luhn check digit)
-and a survey mode (postal, one-stop shop, online) that depends on the submission channel.
+:math:`\\pi = n_h / N_h`. Each form gets an id from :func:`sipas_lib.sampling.assign_form_ids`
+(6-digit Luhn ids while every unit code fits, as before 2025; 10-digit Damm ids after) and a
+survey mode (postal, one-stop shop, online) that depends on the submission channel.
 
 *Answers.* A latent-variable model gives correlated Likert items:
 :math:`y^*_{ij} = \\mu_j + u_{unit} + e_{unit,element(j)} + 0.8\\,\\eta_i + 0.6\\,\\varepsilon_{ij}` with
@@ -57,19 +62,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sipas_lib.config import CHANNELS, DEFAULT_SEED, DEFAULT_YEAR, DEMO_DIR, FIELDS, SURVEY_MODES
+from sipas_lib.config import CHANNELS, DEFAULT_SEED, DEFAULT_YEAR, DEMO_DIR, FIELDS, PACKAGE_DIR, SURVEY_MODES
+from sipas_lib.crosswalk import validate_crosswalk
 from sipas_lib.instrument import instrument_for_unit_type
 from sipas_lib import sampling
-from sipas_lib.units import load_units
+from sipas_lib.units import REQUIRED_COLUMNS, load_units, parent_types, survey_tier, surveyed_units, units_on
 
 __all__ = ["CHANNELS", "FIELDS", "SURVEY_MODES", "write_demo_year", "demo_is_complete", "content_digest"]
-TOTALS = {"department": 1250, "district": 4800}
+#: Questionnaires per tier (Hà Nội 2021, seed 002): departments, local units (districts, then communes).
+TOTALS = {"department": 1250, "local": 4800}
 COMMUNES_PER_DISTRICT = 4
+#: The day of the year whose units a demo year surveys (fieldwork starts in October).
+FIELDWORK_DAY = "10-01"
+#: A day of the old structure: the units whose effects every year's units derive from.
+LEGACY_DAY = "2024-10-01"
+#: Median yearly transactions of a unit (log-normal): a commune's one-stop shop sees fewer than a district's.
+FRAME_MEDIAN = {"department": 7000, "district": 7000, "commune": 2500, "ward": 2500}
+#: The two-tier year's local allocation: power allocation (Bankier) with a minimum per commune.
+LOCAL_ALLOCATION = {"method": "power", "exponent": 0.5, "minimum": 30}
+CROSSWALK = PACKAGE_DIR / "registry" / "hanoi_crosswalk_2025.csv"
+#: Response files: departments on the department form, local units on the district or commune form.
+RESPONSE_FILES = {"department": "responses_departments.xlsx", "district": "responses_districts.csv",
+                  "commune": "responses_communes.csv"}
 
 # Field mix of each department (by unit_id); districts use DISTRICT_FIELD_MIX.
 _DEPARTMENT_MAIN_FIELD = {
     "S02": "justice", "S11": "labour_social", "S09": "land_environment", "S08": "construction_urban",
     "S17": "construction_urban", "S06": "land_environment",
+    # after the 1 March 2025 merger (Home Affairs took over Labour, Invalids and Social Affairs)
+    "S90102": "justice", "S90101": "labour_social", "S90105": "land_environment", "S90106": "construction_urban",
+    "S90112": "construction_urban",
 }
 DISTRICT_FIELD_MIX = np.array([0.30, 0.15, 0.25, 0.15, 0.15])
 
@@ -128,10 +150,17 @@ def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
     return pd.DataFrame({"applicant_name": name, "phone": phone, "address": address})
 
 
-def simulate_frame(units: pd.DataFrame, year: int, rng: np.random.Generator, scale: float = 1.0) -> pd.DataFrame:
-    """One row per transaction that received a result between 1 January and 30 September."""
+def simulate_frame(units: pd.DataFrame, year: int, rng: np.random.Generator, scale: float = 1.0,
+                   since: str | None = None) -> pd.DataFrame:
+    """One row per transaction that received a result between 1 January and 30 September.
+
+    ``since``: the day the units were created (``YYYY-MM-DD``, e.g. ``2025-07-01`` for the communes
+    of the reform): transactions are received from that day on, so the frame holds only what the
+    surveyed units themselves handled.
+    """
     n_units = len(units)
-    sizes = np.maximum(np.round(rng.lognormal(np.log(7000), 0.6, n_units) * scale), 40).astype(int)
+    median = units["unit_type"].map(FRAME_MEDIAN).to_numpy(dtype=float)
+    sizes = np.maximum(np.round(rng.lognormal(np.log(median), 0.6, n_units) * scale), 40).astype(int)
     unit_idx = np.repeat(np.arange(n_units), sizes)
     n = len(unit_idx)
     probs = _field_probs(units)
@@ -140,8 +169,9 @@ def simulate_frame(units: pd.DataFrame, year: int, rng: np.random.Generator, sca
     channel_mix = rng.dirichlet(np.array([11, 3, 4, 2.0]), n_units)
     ccum = channel_mix.cumsum(axis=1)[unit_idx]
     channel_idx = (rng.random(n)[:, None] > ccum).sum(axis=1).clip(max=len(CHANNELS) - 1)
-    start = np.datetime64(f"{year}-01-01")
-    received = start + rng.integers(0, 250, n).astype("timedelta64[D]")
+    start = np.datetime64(since or f"{year}-01-01")
+    days = 250 if since is None else int((np.datetime64(f"{year}-09-05") - start) / np.timedelta64(1, "D"))
+    received = start + rng.integers(0, days, n).astype("timedelta64[D]")
     result = received + rng.integers(1, 25, n).astype("timedelta64[D]")
     fields = np.array(FIELDS)[field_idx]
     frame = pd.DataFrame({
@@ -157,16 +187,30 @@ def simulate_frame(units: pd.DataFrame, year: int, rng: np.random.Generator, sca
 
 
 def draw_sample(frame: pd.DataFrame, units: pd.DataFrame, rng: np.random.Generator,
-                totals: dict[str, int]) -> pd.DataFrame:
+                totals: dict[str, int], local: dict | None = None) -> pd.DataFrame:
     """The fielded sample, drawn with :mod:`sipas_lib.sampling` as the sampling stage would.
 
-    Equal allocation over the units of a type, proportional over fields inside a unit,
-    systematic selection from each unit x field list sorted by date received, 10 % of each
-    unit's forms flagged for re-check (phúc tra); then a survey mode per form that depends on how
-    the dossier was submitted.
+    ``totals`` are questionnaires per tier (:func:`sipas_lib.units.survey_tier`: ``department``,
+    ``local``). Equal allocation over the units of a tier — except the local tier when ``local``
+    gives another rule (e.g. :data:`LOCAL_ALLOCATION`: power allocation with a minimum per
+    commune, capped at what the total allows); proportional over fields inside a unit;
+    systematic selection from each unit x field list sorted by date received, 10 % of each unit's
+    forms flagged for re-check (phúc tra); then a survey mode per form that depends on how the
+    dossier was submitted. Form ids: :func:`sipas_lib.sampling.assign_form_ids` (6-digit while every
+    unit code fits, else 10-digit).
     """
     counts = sampling.count_frame(frame)
-    per_unit = sampling.allocate_by_type(counts, units, totals, method="equal")
+    tiers = units.assign(tier=survey_tier(units))
+    parts = []
+    for tier, total in totals.items():
+        rule = {"method": "equal"} if local is None or tier != "local" else dict(local)
+        n_units = int((tiers["tier"] == tier).sum())
+        if "minimum" in rule:
+            rule["minimum"] = min(int(rule["minimum"]), total // max(n_units, 1))
+        method = rule.pop("method")
+        parts.append(sampling.allocate_by_type(counts, tiers, {tier: total}, method=method, type_col="tier",
+                                               **rule))
+    per_unit = pd.concat(parts, ignore_index=True)
     strata = sampling.allocate_within(counts, per_unit, by="field", method="proportional")
     chosen = sampling.select(frame, strata, method="systematic", seed=rng, recheck=0.10)
     chosen = sampling.assign_form_ids(chosen, units)
@@ -200,9 +244,71 @@ def unit_effects(n_units: int, n_elements: int, n_criteria: int, seed: int, year
     }
 
 
+def _crosswalk() -> pd.DataFrame:
+    """The shipped crosswalk across the reform (old unit -> new unit with shares)."""
+    table = pd.read_csv(CROSSWALK, dtype={"old_unit_id": str, "new_unit_id": str})
+    return validate_crosswalk(table, str(CROSSWALK))
+
+
+def demo_effects(units: pd.DataFrame, n_elements: int, n_criteria: int, seed: int, year: int,
+                 registry: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    r"""Latent effects of ``units`` (aligned with its rows), continuous across the 2025 reform.
+
+    The old structure's surveyed units (20 departments, 30 districts, registry order) get
+    :func:`unit_effects` of ``(seed, year)``. A unit created by the reform inherits its
+    predecessors' effects through the shipped crosswalk (``share_of_new`` normalised over its
+    predecessors), plus a small own effect stable across years:
+
+    .. math:: u_c = \sum_d \frac{a_{dc}}{\sum_{d'} a_{d'c}}\, u_d + \nu_c,\quad \nu_c \sim N(0, 0.06^2)
+
+    so a commune's true index sits near the area-weighted mix of its old districts', and a
+    year-on-year comparison across the reform has a true signal. A unit with no predecessor gets
+    fresh effects from its own draw. A year of the old structure draws its units in their order
+    (for the full 20 + 30 units that is the draw the new units inherit from; a tiny legacy year
+    keeps the data it always had).
+    """
+    registry = load_units() if registry is None else registry
+    legacy = surveyed_units(units_on(registry, LEGACY_DAY))
+    old_pos = pd.Index(legacy["unit_id"]).get_indexer(units["unit_id"])
+    if (old_pos >= 0).all():
+        # a year of the old structure: its units in order, as the demo has always drawn them (so a tiny legacy
+        # year keeps its data; the full old structure is the same draw as the one the new units inherit from)
+        return unit_effects(len(units), n_elements, n_criteria, seed, year)
+    old = unit_effects(len(legacy), n_elements, n_criteria, seed, year)
+    crosswalk = _crosswalk()
+    crosswalk = crosswalk.loc[crosswalk["old_unit_id"].isin(legacy["unit_id"])]
+    weights = (crosswalk.pivot_table(index="new_unit_id", columns="old_unit_id", values="share_of_new",
+                                     aggfunc="sum", fill_value=0.0)
+               .reindex(columns=legacy["unit_id"], fill_value=0.0))
+    weights = weights.div(weights.sum(axis=1), axis=0)
+    # own effects of every registry unit, drawn once so a unit's value does not depend on which units are kept
+    own_rng = np.random.default_rng([seed, 2])
+    n_reg = len(registry)
+    own = {"unit_base": own_rng.normal(0, 0.06, n_reg), "element": own_rng.normal(0, 0.04, (n_reg, n_elements)),
+           "response": own_rng.normal(0, 0.15, n_reg)}
+    fresh = unit_effects(n_reg, n_elements, n_criteria, seed + 1, year)
+    reg_pos = pd.Index(registry["unit_id"]).get_indexer(units["unit_id"])
+    out = {"item": old["item"]}
+    for key in ("unit_base", "element", "response"):
+        rows = []
+        for uid, op, rp in zip(units["unit_id"], old_pos, reg_pos):
+            if op >= 0:
+                rows.append(old[key][op])
+            elif uid in weights.index:
+                rows.append(weights.loc[uid].to_numpy() @ old[key] + own[key][rp])
+            else:
+                rows.append(fresh[key][rp])
+        out[key] = np.array(rows, dtype=float)
+    return out
+
+
 def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.Generator,
-                     year: int, seed: int = DEFAULT_SEED) -> pd.DataFrame:
-    """Returned questionnaires (before spoiling), canonical columns, both forms."""
+                     year: int, seed: int = DEFAULT_SEED, registry: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Returned questionnaires (before spoiling), canonical columns, every form.
+
+    The local forms (district before the reform, commune after) share the criteria and the
+    local-governance items; departments answer no local-governance item.
+    """
     ids = units["unit_id"].to_numpy()
     unit_pos = pd.Index(ids).get_indexer(sample["unit_id"])
     n = len(sample)
@@ -210,7 +316,7 @@ def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.G
     criteria = instrument.criteria_codes
     element_of = instrument.items.set_index("code")["element"]
     elements = sorted(element_of.loc[criteria].unique())
-    effects = unit_effects(len(ids), len(elements), len(criteria), seed, year)
+    effects = demo_effects(units, len(elements), len(criteria), seed, year, registry)
     # Response: unit effect + survey-mode effect on the logit scale.
     unit_resp = effects["response"]
     mode_eff = sample["survey_mode"].map({"one_stop": 2.6, "postal": 1.3, "online": 0.7}).to_numpy()
@@ -233,8 +339,8 @@ def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.G
     lg = [c for c in instrument.item_codes if c.startswith("lg")]
     lg_latent = 0.4 + unit_base[pos][:, None] * 0.6 + 0.7 * eta + 0.7 * rng.normal(size=(m, len(lg)))
     lg_ans = _likert(lg_latent).astype(float)
-    is_district = units["unit_type"].to_numpy()[pos] == "district"
-    resident = (rng.random(m) < 0.7) & is_district
+    is_local = survey_tier(units).to_numpy()[pos] == "local"
+    resident = (rng.random(m) < 0.7) & is_local
     lg_ans[~resident] = np.nan
     lg_ans[~(rng.random(m) < 0.12), len(lg) - 1] = np.nan
     lg_ans[rng.random(lg_ans.shape) < 0.015] = np.nan
@@ -254,11 +360,13 @@ def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.G
     return out
 
 
-def spoil(answers: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def spoil(answers: pd.DataFrame, rng: np.random.Generator,
+          unknown_unit: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Spoil a handful of records the way real returns are spoiled; return (records, log).
 
     The log lists every spoiled record with the defect, so tests can check that intake
-    quarantines exactly these (``form_id`` + ``defect``).
+    quarantines exactly these (``form_id`` + ``defect``). ``unknown_unit`` gives, per record, the
+    id written when its unit is made unknown (an id of the same look that is not in the registry).
     """
     out = answers.copy()
     log = []
@@ -269,10 +377,9 @@ def spoil(answers: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame
     out.loc[rows[3], "age_group"] = 8
     log.append((out.loc[rows[3], "form_id"], "out_of_range:age_group"))
     fid = out.loc[rows[4], "form_id"]
-    out.loc[rows[4], "form_id"] = fid[:5] + str((int(fid[5]) + 3) % 10)
+    out.loc[rows[4], "form_id"] = fid[:-1] + str((int(fid[-1]) + 3) % 10)  # a mistyped check digit
     log.append((out.loc[rows[4], "form_id"], "bad_check_digit"))
-    bad_unit = "D31" if out.loc[rows[5], "unit_id"].startswith("D") else "S21"
-    out.loc[rows[5], "unit_id"] = bad_unit
+    out.loc[rows[5], "unit_id"] = "X99" if unknown_unit is None else unknown_unit.iloc[rows[5]]
     log.append((out.loc[rows[5], "form_id"], "unknown_unit"))
     exact = out.iloc[[rows[6]]]
     conflict = out.iloc[[rows[7]]].copy()
@@ -285,12 +392,14 @@ def spoil(answers: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame
 
 def simulate_dossiers(units: pd.DataFrame, frame_sizes: pd.Series, year: int, rng: np.random.Generator,
                       scale: float = 1.0) -> dict[str, pd.DataFrame]:
-    """Administrative records for the monthly report (Phụ lục 3), units and communes."""
-    owners = units.loc[units["unit_type"] != "commune", ["unit_id", "unit_type"]].copy()
+    """Administrative records for the monthly report (Phụ lục 3): every surveyed unit, and a legacy
+    district's communes (``level="commune"``)."""
+    owners = surveyed_units(units)[["unit_id", "unit_type"]].copy()
     owners["level"] = "unit"
     owners["commune_id"] = pd.NA
     owners["size"] = owners["unit_id"].map(frame_sizes).fillna(1000).to_numpy() * 1.3
-    communes = units.loc[units["unit_type"] == "commune", ["unit_id", "parent_id"]]
+    # a legacy district's communes report in block B of its Mẫu số 2; after the reform communes are units
+    communes = units.loc[parent_types(units).eq("district").to_numpy(), ["unit_id", "parent_id"]]
     com = pd.DataFrame({"unit_id": communes["parent_id"].to_numpy(), "unit_type": "district", "level": "commune",
                         "commune_id": communes["unit_id"].to_numpy(),
                         "size": np.round(rng.lognormal(np.log(1500), 0.5, len(communes)) * scale)})
@@ -406,16 +515,82 @@ def write_reproducible_xlsx(table: pd.DataFrame, path: str | os.PathLike, *, she
     return path
 
 
-DEMO_FILES = ("units.csv", "frame.parquet", "frame_counts.csv", "sample.csv", "responses_departments.xlsx",
-              "responses_districts.csv", "spoiled_records.csv", "dossiers.parquet", "procedures.csv",
-              "feedback.parquet", "apologies.parquet", "opinions.parquet")
+#: Files of every demo year; plus the local units' responses (:data:`RESPONSE_FILES`, by structure).
+COMMON_FILES = ("units.csv", "frame.parquet", "frame_counts.csv", "sample.csv", "responses_departments.xlsx",
+                "spoiled_records.csv", "dossiers.parquet", "procedures.csv", "feedback.parquet", "apologies.parquet",
+                "opinions.parquet")
+DEMO_FILES = COMMON_FILES + ("responses_districts.csv",)  # a year of the old structure (before 1 July 2025)
+TWO_TIER_FILES = COMMON_FILES + ("responses_communes.csv",)  # a year of the two-tier structure
+
+
+STRUCTURES = ("legacy", "two_tier")
+#: A day of the two-tier structure (after the 1 July 2025 reform).
+TWO_TIER_DAY = "2025-10-01"
+
+
+def structure_day(year: int, structure: str | None = None) -> str:
+    """The day whose units a demo year surveys: its fieldwork day, or a day of the ``structure`` asked for."""
+    if structure is None:
+        return f"{year}-{FIELDWORK_DAY}"
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {STRUCTURES} or None (by the year), got {structure!r}")
+    return LEGACY_DAY if structure == "legacy" else TWO_TIER_DAY
+
+
+def is_two_tier(year: int, registry: pd.DataFrame | None = None, structure: str | None = None) -> bool:
+    """True when the year's units (:func:`structure_day`) have no district: the two-tier structure."""
+    registry = load_units() if registry is None else registry
+    return not (units_on(registry, structure_day(year, structure))["unit_type"] == "district").any()
+
+
+def demo_files(year: int, structure: str | None = None) -> tuple[str, ...]:
+    """The files :func:`write_demo_year` writes for ``year`` (and ``structure``)."""
+    return TWO_TIER_FILES if is_two_tier(year, structure=structure) else DEMO_FILES
+
+
+def year_units(registry: pd.DataFrame, year: int, n_departments: int | None = None,
+               n_local: int | None = None, structure: str | None = None) -> pd.DataFrame:
+    """The year's ``units.csv``: the units valid on its fieldwork day (registry order).
+
+    The province, the departments (the first ``n_departments``) and the local units (the first
+    ``n_local`` districts, or the communes and wards whose main predecessor is one of the first
+    ``n_local`` districts); a legacy year adds :data:`COMMUNES_PER_DISTRICT`
+    synthetic communes per district for the dossier records. Columns: the registry contract
+    without the validity dates (the file is one day's registry).
+    """
+    current = units_on(registry, structure_day(year, structure))
+    tier = survey_tier(current)
+    local = current.loc[tier == "local"]
+    if n_local and not (local["unit_type"] == "district").any():
+        # the communes whose main predecessor is one of the first n_local districts: a tiny two-tier
+        # year then covers the same ground as its tiny legacy previous year
+        legacy = units_on(registry, LEGACY_DAY)
+        districts = legacy.loc[legacy["unit_type"] == "district", "unit_id"].head(n_local)
+        main = _crosswalk().sort_values("share_of_new", ascending=False, kind="stable").drop_duplicates("new_unit_id")
+        local = local.loc[local["unit_id"].isin(main.loc[main["old_unit_id"].isin(districts), "new_unit_id"])]
+    keep = pd.concat([current.loc[current["unit_type"] == "province"],
+                      current.loc[tier == "department"].head(n_departments or 10**6),
+                      local.head(n_local or 10**6) if (local["unit_type"] == "district").any() else local]
+                     ).reset_index(drop=True)
+    if (local["unit_type"] == "district").any():
+        keep = _units_with_communes(keep)
+    out = keep[list(REQUIRED_COLUMNS)].copy()
+    out["code"] = out["code"].astype("Int64")
+    return out.reset_index(drop=True)
 
 
 def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YEAR, seed: int = DEFAULT_SEED,
                     scale: float = 1.0, n_departments: int | None = None,
                     n_districts: int | None = None, previous_year: bool = False,
-                    if_missing: bool = False) -> dict[str, Path]:
+                    if_missing: bool = False, structure: str | None = None) -> dict[str, Path]:
     """Simulate a demo year and write its files (see ``docs``/README for the contracts).
+
+    The year follows the units registry on its fieldwork day (1 October): from 2025 the two-tier
+    structure (Hà Nội's 15 departments after the March 2025 merger and 126 communes and wards,
+    1,250 + 4,800 questionnaires, the local ones allocated by :data:`LOCAL_ALLOCATION` and answered
+    on the commune form, ``responses_communes.csv``), before it the 20 departments and 30
+    districts (``responses_districts.csv``, equal allocation). Unit effects continue across the
+    reform (:func:`demo_effects`).
 
     Parameters
     ----------
@@ -427,14 +602,19 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     scale
         Multiplies frame size, sample totals and dossier counts (``0.05`` gives a tiny year for tests).
     n_departments, n_districts
-        Keep only the first few units of each type (tiny test years).
+        Keep only the first few departments and local units (districts before the reform,
+        communes and wards after it): tiny test years.
     previous_year
         Also write ``year - 1`` (same seed, so the same units lead and trail, with a yearly drift)
-        to ``folder/previous_year/``, for year-on-year comparisons.
+        to ``folder/previous_year/``, for year-on-year comparisons (across the reform for 2025).
     if_missing
         Write only the files that do not exist yet; an existing file is never touched (its bytes and
         modification time stay as they are), so the committed demo files stay clean in git. The
         whole year is still simulated, so the files written are the same as in a full run.
+    structure
+        ``None`` (the year's own units), ``"legacy"`` (the 20 departments and 30 districts whatever
+        the year, e.g. a tiny test year that exercises the old files) or ``"two_tier"``. A legacy
+        year's previous year is legacy too.
 
     Returns
     -------
@@ -445,24 +625,25 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, year])
     registry = load_units()
-    keep = pd.concat([
-        registry.loc[registry["unit_type"] == "department"].head(n_departments or 10**6),
-        registry.loc[registry["unit_type"] == "district"].head(n_districts or 10**6)])
-    units = _units_with_communes(keep.reset_index(drop=True))
-    surveyed = units.loc[units["unit_type"] != "commune"].reset_index(drop=True)
-    frame = simulate_frame(surveyed, year, rng, scale)
-    totals = {t: max(int(round(v * scale * len(surveyed.query("unit_type == @t")) /
-                               len(registry.query("unit_type == @t")))), 1)
+    two_tier = is_two_tier(year, registry, structure)
+    units = year_units(registry, year, n_departments, n_districts, structure)
+    surveyed = surveyed_units(units)
+    tier = pd.Series(survey_tier(surveyed).to_numpy(), index=surveyed["unit_id"])
+    full_tier = survey_tier(surveyed_units(units_on(registry, structure_day(year, structure))))
+    created = registry.set_index("unit_id").loc[surveyed["unit_id"], "valid_from"].max()
+    since = created.strftime("%Y-%m-%d") if pd.notna(created) and created.year == year else None
+    frame = simulate_frame(surveyed, year, rng, scale, since)
+    totals = {t: max(int(round(v * scale * int((tier == t).sum()) / int((full_tier == t).sum()))), 1)
               for t, v in TOTALS.items()}
-    sample = draw_sample(frame, surveyed, rng, totals)
-    answers = simulate_answers(sample, surveyed, rng, year, seed)
-    # the unit type comes from the registry, looked up before spoiling: the record whose unit is
-    # made unknown stays in the file of its real unit's form
-    answers.insert(0, "_unit_type", answers["unit_id"].map(surveyed.set_index("unit_id")["unit_type"]))
-    answers, spoiled = spoil(answers, rng)
-    utype = answers.pop("_unit_type")
-    dept = answers.loc[utype == "department"].drop(columns=[c for c in answers if c.startswith("lg")])
-    dist = answers.loc[utype == "district"]
+    sample = draw_sample(frame, surveyed, rng, totals, local=LOCAL_ALLOCATION if two_tier else None)
+    answers = simulate_answers(sample, surveyed, rng, year, seed, registry)
+    # the tier comes from the registry, looked up before spoiling: the record whose unit is made
+    # unknown stays in the file of its real unit's form
+    answers.insert(0, "_tier", answers["unit_id"].map(tier))
+    answers, spoiled = spoil(answers, rng, answers["_tier"].map(_unknown_unit_ids(registry, two_tier)))
+    answers_tier = answers.pop("_tier")
+    dept = answers.loc[answers_tier == "department"].drop(columns=[c for c in answers if c.startswith("lg")])
+    local = answers.loc[answers_tier == "local"]
     admin = simulate_dossiers(units, frame.groupby("unit_id").size(), year, rng, scale)
     written = {}
 
@@ -482,16 +663,25 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     put("frame.parquet", frame)
     put("frame_counts.csv", frame.groupby(["unit_id", "field", "channel"]).size().rename("N").reset_index())
     put("sample.csv", sample)
-    put("responses_departments.xlsx", to_vietnamese_headers(dept))
-    put("responses_districts.csv", dist)
+    put(RESPONSE_FILES["department"], to_vietnamese_headers(dept))
+    put(RESPONSE_FILES["commune" if two_tier else "district"], local)
     put("spoiled_records.csv", spoiled)
     for name, table in admin.items():
         put(f"{name}.csv" if name == "procedures" else f"{name}.parquet", table)
     if previous_year:
         earlier = write_demo_year(folder / PREVIOUS_YEAR_DIR, year - 1, seed, scale, n_departments, n_districts,
-                                  if_missing=if_missing)
+                                  if_missing=if_missing, structure="legacy" if structure == "legacy" else None)
         written.update({f"{PREVIOUS_YEAR_DIR}/{name}": path for name, path in earlier.items()})
     return written
+
+
+def _unknown_unit_ids(registry: pd.DataFrame, two_tier: bool) -> dict[str, str]:
+    """An id per tier that looks like the tier's ids but is in no registry (the spoiled 'unknown unit')."""
+    ids = {"department": "S90199", "local": "C99999"} if two_tier else {"department": "S21", "local": "D31"}
+    clash = set(ids.values()) & set(registry["unit_id"])
+    if clash:
+        raise ValueError(f"the registry has unit(s) {sorted(clash)}: pick other ids for the spoiled 'unknown unit'")
+    return ids
 
 
 PREVIOUS_YEAR_DIR = "previous_year"
@@ -500,7 +690,9 @@ PREVIOUS_YEAR_DIR = "previous_year"
 def demo_is_complete(folder: str | os.PathLike = DEMO_DIR, previous_year: bool = False) -> bool:
     """True when every demo file exists in ``folder`` (and in its ``previous_year/`` when asked)."""
     folders = [Path(folder)] + ([Path(folder) / PREVIOUS_YEAR_DIR] if previous_year else [])
-    return all((f / name).exists() for f in folders for name in DEMO_FILES)
+    local = (RESPONSE_FILES["district"], RESPONSE_FILES["commune"])  # one of them, by the year's structure
+    return all(all((f / name).exists() for name in COMMON_FILES) and any((f / name).exists() for name in local)
+               for f in folders)
 
 
 def content_digest(path: str | os.PathLike) -> str:

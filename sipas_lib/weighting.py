@@ -1024,3 +1024,145 @@ def design_from_spec(weighted_responses: pd.DataFrame, spec: DesignSpec, check: 
                                      f"specification rebuilds (largest relative difference {np.nanmax(diff):.3g}); "
                                      "the table and the specification do not belong to the same run")
     return design
+
+
+# --------------------------------------------------------------------------------------------
+# the ministry's national survey: two-stage sample, PSU = commune, strata = province
+# --------------------------------------------------------------------------------------------
+#: Design kinds of the weighting stage (settings ``weighting.design``).
+DESIGN_KINDS = ("city", "national")
+#: Calibrations of the national design: to the provinces' population totals, or none.
+NATIONAL_CALIBRATIONS = ("poststratify", "none")
+#: Columns of a national sample's first-stage frame (``psu_frame.csv``): every commune of every
+#: surveyed province, its measure of size and its first-stage inclusion probability.
+PSU_FRAME_COLUMNS = ("unit_id", "commune_id", "size", "incl_prob_psu", "selected")
+
+
+def build_national_design(responses: pd.DataFrame, sample: pd.DataFrame, psu_frame: pd.DataFrame,
+                          frame_counts: pd.DataFrame, calibration: str = "poststratify",
+                          trim_ratio: float | None = None, lonely_psu: str = "adjust", unmatched: str = "drop",
+                          items: Sequence[str] | None = None) -> AnnualDesign:
+    """The design of the ministry's national SIPAS: provinces as strata, communes as PSUs.
+
+    Within each province *h* (the reporting unit, ``unit_id``) communes are drawn with probability
+    proportional to size (:math:`\\pi_{hi}` in ``psu_frame.incl_prob_psu``), then respondents
+    within each selected commune (:math:`\\pi_{k|hi}`); ``sample.incl_prob`` is the product
+    :math:`\\pi_k = \\pi_{hi}\\,\\pi_{k|hi}` and the sample's ``stratum`` names the commune
+    (the second-stage stratum is the selected commune).
+
+    Steps (columns of the returned design's data):
+
+    1. ``w_base`` = 1 / ``incl_prob``;
+    2. ``w_nr`` -- non-response adjustment within province (weighting classes = ``unit_id``,
+       :func:`nonresponse_adjust`);
+    3. ``w_cal`` -- post-stratification to the province's population total (the sum of
+       ``frame_counts.N`` over the province; ``calibration="poststratify"``) or none;
+    4. ``w_final`` -- trimming within province at ``trim_ratio`` x its median weight (``None``: none).
+
+    Variance: strata = province (``stratum``), PSU = commune (``commune_id``; the ``psu`` column
+    keeps the questionnaire, as in the city design's table, and ``spec.psu`` names ``commune_id``),
+    fpc = the number of communes in the province (``N_psu``, counted in ``psu_frame``), i.e. R's
+    ``svydesign(ids = ~commune, strata = ~province, fpc = ~n_communes, weights = ~w)``: the
+    ultimate-cluster estimator, which carries the second-stage variance through the PSU totals
+    (Särndal, Swensson & Wretman 1992, sec. 4.6) with the first-stage finite-population correction
+    :math:`1 - m_h/M_h`.
+
+    Parameters
+    ----------
+    responses
+        Accepted responses: ``form_id, unit_id, ...`` (``unit_id`` = province).
+    sample
+        Issued forms: ``form_id, unit_id, stratum`` (the commune), ``incl_prob``.
+    psu_frame
+        :data:`PSU_FRAME_COLUMNS`: one row per commune of each province (selected or not).
+    frame_counts
+        ``unit_id, N`` (further columns are summed over): the provinces' population totals, the
+        post-stratification targets and ``N_unit``.
+    items
+        Rated item columns: provinces without a usable questionnaire are left out and listed in
+        ``spec.excluded_units`` (as :func:`build_annual_design`).
+
+    Raises
+    ------
+    ValueError
+        A missing column, a form whose commune is not a selected commune of its province in
+        ``psu_frame``, an unknown calibration, or no usable province.
+    """
+    if calibration not in NATIONAL_CALIBRATIONS:
+        raise ValueError(f"the national design calibrates with one of {NATIONAL_CALIBRATIONS}, got {calibration!r}")
+    if trim_ratio is not None and trim_ratio <= 1:
+        raise ValueError(f"trim_ratio must exceed 1 (a multiple of the province's median weight), got {trim_ratio}")
+    for col in ("form_id", "unit_id"):
+        if col not in responses.columns:
+            raise ValueError(f"responses lack column {col!r}")
+    for col in ("form_id", "unit_id", "stratum", "incl_prob"):
+        if col not in sample.columns:
+            raise ValueError(f"sample lacks column {col!r}")
+    missing = [c for c in PSU_FRAME_COLUMNS if c not in psu_frame.columns]
+    if missing:
+        raise ValueError(f"psu_frame lacks column(s) {missing}")
+    if "commune_id" in responses.columns:
+        raise ValueError("responses already hold a column 'commune_id'; the commune comes from the sample")
+    frame = psu_frame.assign(unit_id=psu_frame["unit_id"].astype(str), commune_id=psu_frame["commune_id"].astype(str))
+    if frame["commune_id"].duplicated().any():
+        raise ValueError(f"psu_frame lists commune {frame.commune_id[frame.commune_id.duplicated()].iloc[0]!r} twice")
+    smp = sample.assign(form_id=sample["form_id"].astype(str), unit_id=sample["unit_id"].astype(str),
+                        commune_id=sample["stratum"].astype(str))
+    selected = frame.loc[frame["selected"].astype(bool)].set_index("commune_id")["unit_id"]
+    province_of = smp["commune_id"].map(selected)
+    off = province_of.isna() | (province_of != smp["unit_id"])
+    if off.any():
+        row = smp.loc[off].iloc[0]
+        raise ValueError(f"form {row.form_id}: commune {row.commune_id!r} is not a selected commune of province "
+                         f"{row.unit_id!r} in psu_frame")
+    if smp["form_id"].duplicated().any():
+        raise ValueError("the sample lists a form_id twice")
+    resp = responses.assign(form_id=responses["form_id"].astype(str))
+    if resp["form_id"].duplicated().any():
+        raise ValueError(f"responses contain duplicated form_id(s), e.g. {resp.form_id[resp.form_id.duplicated()].iloc[0]!r}")
+    unknown = ~resp["form_id"].isin(smp["form_id"])
+    if unknown.any():
+        msg = (f"{int(unknown.sum())} response(s) have a form_id not in the sample "
+               f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
+        if unmatched == "error":
+            raise ValueError(msg)
+        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=2)
+        resp = resp[~unknown]
+    excluded: tuple[tuple[str, str], ...] = ()
+    if items is not None:
+        unusable = units_without_usable_forms(resp, smp, items)
+        if len(unusable):
+            excluded = tuple(zip(unusable["unit_id"], unusable["reason"]))
+            drop = set(unusable["unit_id"])
+            smp = smp[~smp["unit_id"].isin(drop)]
+            resp = resp[~resp["unit_id"].astype(str).isin(drop)]
+            if resp.empty:
+                raise ValueError(f"no province has a usable questionnaire ({len(drop)} without one)")
+    smp = base_weights(smp)
+    smp["responded"] = smp["form_id"].isin(resp["form_id"])
+    smp = nonresponse_adjust(smp, "responded", ["unit_id"])
+    keep = ["form_id", "w_base", "w_nr", "nr_cell", "commune_id"] + \
+        (["survey_mode"] if "survey_mode" in smp.columns and "survey_mode" not in resp.columns else [])
+    data = resp.merge(smp[keep], on="form_id", how="left", validate="one_to_one")
+    n_communes = frame.groupby("unit_id").size()
+    data["stratum"] = data["unit_id"].astype(str)
+    data["psu"] = data["form_id"]  # the questionnaire, as in the city table; the design's PSU is commune_id
+    data["N_psu"] = data["stratum"].map(n_communes).astype(float)
+    totals = (frame_counts.assign(unit_id=frame_counts["unit_id"].astype(str))
+              .groupby("unit_id", as_index=False)["N"].sum())
+    totals = totals[totals["unit_id"].isin(data["stratum"].unique())]
+    lacking = sorted(set(data["stratum"]) - set(totals["unit_id"]))
+    if lacking:
+        raise ValueError(f"frame_counts has no population total for province(s) {lacking[:5]}")
+    data["N_unit"] = data["stratum"].map(totals.set_index("unit_id")["N"]).astype(float)
+    if "field" in data.columns:
+        data["cal_cell"] = data["field"]  # no calibration cells within a province: the field itself
+    margins = (CalibrationMargin.from_table(("unit_id",), totals),) if calibration == "poststratify" else ()
+    population_total = float(totals["N"].sum())
+    spec = DesignSpec(strata_from=("unit_id",), psu="commune_id", psu_from=("commune_id",), fpc="N_psu",
+                      fpc_from="number of communes in the province (psu_frame.csv)", lonely_psu=lonely_psu,
+                      nonresponse_cells=("unit_id",), nonresponse_fallback=("unit_id",), calibration=calibration,
+                      calibration_margins=margins, trim_ratio=None if trim_ratio is None else float(trim_ratio),
+                      trim_by=("unit_id",), excluded_units=excluded, n_respondents=int(len(data)),
+                      population_total=population_total)
+    return AnnualDesign(design_from_spec(data, spec, check=False), spec)

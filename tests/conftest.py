@@ -24,7 +24,9 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 TINY_YEAR = 2025
 TINY_SEED = 7
 TINY_SCALE = 0.25  # ~30 department and ~80 district questionnaires: enough for alpha and CIs
-TINY_UNITS = {"n_departments": 2, "n_districts": 2}
+# The tiny year keeps the old structure (2 departments, 2 districts; its files and stage tests are those of
+# 2020-2024); the two-tier tiny year (2 departments, the communes of 2 old districts) is `structure=None`.
+TINY_UNITS = {"n_departments": 2, "n_districts": 2, "structure": "legacy"}
 # Settings for the tiny year (besides the sample totals of the tiny year, see ``tiny_settings``):
 # fewer bootstrap replicates and rank draws, a small minimum per unit.
 TINY_OVERRIDES = {
@@ -164,3 +166,18 @@ def index_links(index: Path) -> list[str]:
     parser = _Links()
     parser.feed(Path(index).read_text(encoding="utf-8"))
     return parser.hrefs
+
+
+#: Fixtures that build a year of data (seconds each): tests using them are marked ``slow`` and left
+#: out of ``make test-fast``; fixtures that execute notebooks mark their tests ``kernel``.
+SLOW_FIXTURES = frozenset({"tiny_demo", "full_year"})
+KERNEL_FIXTURES = frozenset({"published"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if names & KERNEL_FIXTURES:
+            item.add_marker(pytest.mark.kernel)

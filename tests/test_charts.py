@@ -153,3 +153,13 @@ def test_unit_labels_and_figure_height():
     assert charts.figure_height(126) > charts.figure_height(30) > charts.figure_height(5)
     with pytest.raises(ValueError):
         charts.figure_height(-1)
+
+
+def test_an_estimate_a_rounding_error_outside_its_interval_still_draws():
+    # a unit with every answer satisfied: estimate 1.0, Wilson upper bound 1 - 2e-16 (seen on the demo)
+    from sipas_lib import charts
+
+    elements = pd.DataFrame({"code": ["E1", "E2"], "estimate": [1.0, 0.8], "ci_low": [0.7, 0.7],
+                             "ci_high": [1.0 - 2.2e-16, 0.9], "peer_estimate": [0.85, 0.8]})
+    fig = charts.element_comparison(elements, lang="vi", level=0.95, unit_name="Xã A", peer_name="Các xã", n=12)
+    assert fig.axes

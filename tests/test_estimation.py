@@ -298,6 +298,7 @@ def test_missing_values_per_variable_and_na_rm_false():
     assert np.allclose(o.n_eff, o.n / o.deff)
 
 
+@pytest.mark.simulation
 def test_coverage_of_95pct_intervals_over_repeated_stratified_samples():
     """Simulation: 600 repeated stratified SRS (fpc) from a fixed population; normal intervals for a
     mean and logit intervals for a share must cover 93-97 % of the time. Vectorized: the samples are

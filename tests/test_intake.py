@@ -148,6 +148,7 @@ def test_read_xlsx_sheet_selection(tmp_path):
         read_table(path, sheet="Khac")
 
 
+@pytest.mark.slow
 def test_raw_files_are_never_modified(units):
     files = sorted(p for p in FIX.iterdir() if p.suffix in (".csv", ".xlsx", ".parquet"))
     before = {p: _sha(p) for p in files}
@@ -356,12 +357,15 @@ def tiny_year(tmp_path_factory) -> Path:
     from sipas_lib.simulate import write_demo_year
 
     folder = tmp_path_factory.mktemp("tiny_year")
-    write_demo_year(folder, year=2025, seed=7, scale=0.1, n_departments=4, n_districts=5)
+    # 2024: the structure before the July 2025 reform (department and district files)
+    write_demo_year(folder, year=2024, seed=7, scale=0.1, n_departments=4, n_districts=5)
     return folder
 
 
 def test_intake_year_quarantines_exactly_the_spoiled_records(tiny_year):
-    res = intake_year(tiny_year)
+    res = intake_year(tiny_year, year=2024)
+    assert res.date_problems.empty and res.ignored.empty
+    assert res.accepted["survey_date"].dt.year.eq(2024).all()
     spoiled = pd.read_csv(tiny_year / "spoiled_records.csv", dtype={"form_id": str})
     rule_of = {"bad_check_digit": "form_id_check_digit", "unknown_unit": "unit_unknown",
                "duplicate_exact": "duplicate_exact", "duplicate_conflicting": "duplicate_conflict"}
@@ -495,3 +499,211 @@ def test_excel_date_cells_and_plain_frames(units, tmp_path):
     assert plain.accepted["source_row"].tolist() == [2, 3]
     empty = validate_responses(_frame(0), units)
     assert empty.accepted.empty and empty.quarantine.empty and empty.summary.empty
+
+
+# ----------------------------------------------------------------------------- issue 11: only real questionnaires
+
+def _template_file(tmp_path: Path, real: int, numbered_to: int, total_label: str | None, ext: str) -> Path:
+    """A filled-in template: STT pre-numbered to ``numbered_to``, ``real`` questionnaires, maybe a total row."""
+    data = _frame(real).drop(columns=["enumerator_name", "enumerator_phone"])
+    blank = pd.DataFrame({c: pd.Series([pd.NA] * (numbered_to - real), dtype="string") for c in data.columns})
+    blank["unit_id"] = "D01"  # templates often pre-fill the unit and the mode
+    blank["channel"] = "postal"
+    table = pd.concat([data, blank], ignore_index=True)
+    table.insert(0, "STT", [str(k) for k in range(1, numbered_to + 1)])
+    if total_label is not None:
+        sums = {c: str(int(pd.to_numeric(data[c]).sum())) for c in CRITERIA}
+        table = pd.concat([table, pd.DataFrame([{"STT": total_label, **sums}])], ignore_index=True)
+    path = tmp_path / f"template.{ext}"
+    if ext == "csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_excel(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("ext, total_label", [("csv", "Tổng cộng"), ("xlsx", "Cộng"), ("csv", "TOTAL"),
+                                              ("xlsx", None)])
+def test_template_rows_and_total_rows_are_not_received(units, tmp_path, ext, total_label):
+    path = _template_file(tmp_path, real=7, numbered_to=60, total_label=total_label, ext=ext)
+    res = intake_files([path], units)
+    _check_invariant(res)
+    assert res.summary["received"].sum() == 7 and res.summary["accepted"].sum() == 7
+    assert res.quarantine.empty
+    n_total = int(total_label is not None)
+    assert len(res.ignored) == 60 - 7 + n_total
+    assert res.ignored["rule"].value_counts().to_dict() == {
+        "no_form_id_no_answers": 53, **({"total_row": 1} if n_total else {})}
+    assert res.ignored["source_row"].min() == 9  # rows 2-8 are the seven questionnaires
+    assert res.sources[["rows_read", "ignored_rows", "received"]].iloc[0].tolist() == [60 + n_total, 53 + n_total, 7]
+    assert any("not questionnaires" in note for note in res.notes)
+
+
+def test_a_row_with_answers_but_no_form_id_is_still_a_questionnaire(units):
+    raw = _frame(3)
+    raw.loc[1, "form_id"] = pd.NA
+    res = validate_responses(raw, units)
+    assert res.quarantine["rule"].tolist() == ["form_id_missing"] and res.ignored.empty
+    _check_invariant(res)
+
+
+def test_return_rate_counts_distinct_issued_forms(units):
+    sample = pd.DataFrame({"form_id": make_form_ids(np.full(10, 30), np.arange(1, 11)), "unit_id": "D01"})
+    issued = sample["form_id"].tolist()
+    accepted = pd.DataFrame({"form_id": issued[:6]})
+    # received: 6 accepted, every one keyed three times, 2 set aside, ids never issued and blanks
+    received = pd.Series(issued[:6] * 3 + issued[6:8] + ["999999", None, " " + issued[0]], dtype="string")
+    rr = response_rates(sample, accepted, by=["unit_id"], received=received).iloc[0]
+    assert rr[["issued", "returned", "received"]].tolist() == [10, 6, 8]
+    assert rr["return_rate"] == pytest.approx(0.8) and rr["response_rate"] == pytest.approx(0.6)
+    # duplicated rows of the sample are one issued form each
+    doubled = response_rates(pd.concat([sample, sample]), accepted, by=[], received=received).iloc[0]
+    assert doubled["issued"] == 10 and doubled["return_rate"] <= 1
+
+
+# ----------------------------------------------------------------------------- issue 11: dates
+
+def test_dates_outside_the_year_are_a_problem_of_the_date_only(units):
+    raw = _frame(5)
+    raw.loc[1, "survey_date"] = "01/01/1900"
+    raw.loc[2, "survey_date"] = "2031-01-01"
+    raw.loc[3, "survey_date"] = "45658"  # Excel serial of 2025-01-01: inside the year
+    res = validate_responses(raw, units, year=2025)
+    assert res.quarantine.empty and len(res.accepted) == 5  # answers kept
+    dates = res.accepted.set_index("source_row")["survey_date"]
+    assert dates.loc[[3, 4]].isna().all()
+    assert dates.min() == pd.Timestamp("2025-01-01") and dates.max() == pd.Timestamp("2025-10-14")
+    dp = res.date_problems
+    assert dp[["source_row", "rule"]].values.tolist() == [[3, "date_outside_year"], [4, "date_outside_year"]]
+    assert "2025" in dp["reason"].iloc[0] and dp["reason_vi"].notna().all()
+    # without a year nothing is set aside
+    assert validate_responses(raw, units).date_problems.empty
+
+
+def test_ambiguous_dates_in_a_file_mixing_day_first_and_month_first(units):
+    raw = _frame(5)
+    raw["survey_date"] = ["25/10/2025", "10/26/2025", "05/06/2025", "07/07/2025", "2025-11-03"]
+    res = validate_responses(raw, units, year=2025)
+    dates = res.accepted.set_index("source_row")["survey_date"]
+    assert dates.loc[2] == pd.Timestamp("2025-10-25") and dates.loc[3] == pd.Timestamp("2025-10-26")
+    assert pd.isna(dates.loc[4])                                   # 5 June or 6 May: cannot tell
+    assert dates.loc[5] == pd.Timestamp("2025-07-07")              # day = month: the same either way
+    assert res.date_problems[["source_row", "rule"]].values.tolist() == [[4, "date_ambiguous"]]
+    # the same date in a file that only writes day first is 5 June (the Vietnamese convention)
+    plain = _frame(2)
+    plain["survey_date"] = ["25/10/2025", "05/06/2025"]
+    ok = validate_responses(plain, units, year=2025)
+    assert ok.date_problems.empty and ok.accepted["survey_date"].iloc[1] == pd.Timestamp("2025-06-05")
+
+
+# ----------------------------------------------------------------------------- issue 11: Excel layouts
+
+def test_formulas_without_saved_values_are_reported(units, tmp_path):
+    from openpyxl import Workbook
+
+    data = _frame(3).drop(columns=["enumerator_name", "enumerator_phone"])
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Phieu"
+    ws.append(list(data.columns))
+    for row in data.itertuples(index=False):
+        ws.append(list(row))
+    c03 = list(data.columns).index("c03") + 1
+    for r in (2, 3, 4):  # answers computed by a formula that no program has calculated
+        ws.cell(row=r, column=c03, value=f"=2+{r}")
+    wb.save(tmp_path / "formulas.xlsx")
+    with pytest.raises(IntakeError) as err:
+        read_table(tmp_path / "formulas.xlsx")
+    msg = str(err.value)
+    assert "formulas.xlsx" in msg and "'Phieu'" in msg and "G2:G4" in msg and "formula" in msg
+
+
+def _titled_workbook(path: Path, data: pd.DataFrame, title_rows: int) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    guide = wb.active
+    guide.title = "Hướng dẫn"
+    guide.append(["Hướng dẫn nhập phiếu: mỗi dòng một phiếu; cột Mã số phiếu ghi 6 chữ số."])
+    guide.append(["Mã số phiếu", "ghi đủ 6 chữ số"])
+    sheet = wb.create_sheet("Phiếu khảo sát")
+    for k in range(title_rows):
+        sheet.append([f"PHIẾU KHẢO SÁT SỰ HÀI LÒNG – dòng tiêu đề {k + 1}"])
+    sheet.append([{v: k for k, v in VIETNAMESE_HEADERS.items()}.get(c, c) for c in data.columns])
+    for row in data.itertuples(index=False):
+        sheet.append([None if pd.isna(v) else v for v in row])
+    wb.save(path)
+
+
+def test_excel_with_instructions_sheet_and_title_rows(units, tmp_path):
+    data = _frame(4)
+    path = tmp_path / "titled.xlsx"
+    _titled_workbook(path, data, title_rows=2)
+    t = read_table(path)
+    assert t.attrs["sheet"] == "Phiếu khảo sát" and t.attrs["header_row"] == 3
+    assert t["source_row"].tolist() == [4, 5, 6, 7]
+    assert t["form_id"].tolist() == data["form_id"].tolist()
+    res = intake_files([path], units)
+    assert len(res.accepted) == 4
+    assert res.sources[["sheet", "header_row"]].iloc[0].tolist() == ["Phiếu khảo sát", 3]
+    assert any("'Phiếu khảo sát'" in n and "row 3" in n for n in res.notes)
+    # explicit settings (intake_quality.sheet / header_row) are obeyed
+    assert read_table(path, sheet="Phiếu khảo sát", header_row=3)["source_row"].iloc[0] == 4
+    with pytest.raises(IntakeError, match=r"titled\.xlsx: row 2 \(header\) of sheet 'Phiếu khảo sát': missing"):
+        validate_responses(read_table(path, sheet=1, header_row=2), units)
+
+
+# ----------------------------------------------------------------------------- issue 11: personal data, formulas
+
+PHONE, EMAIL, FORMULA = "0912 345 678", "lan.nguyen@gmail.com", "=cmd|' /C calc'!A0"
+
+
+def test_personal_values_are_described_not_echoed(units, tmp_path):
+    raw = _frame(6)
+    raw.loc[0, "c05"] = PHONE
+    raw.loc[1, "unit_id"] = EMAIL
+    raw.loc[2, "form_id"] = FORMULA
+    raw.loc[3, "gender"] = "Nguyễn Thị Lan"
+    raw.loc[4, "survey_date"] = "0987654321"
+    raw.loc[5, "channel"] = "+84912345678"
+    res = validate_responses(raw, units)
+    q = res.quarantine.set_index("source_row")
+    assert q["rule"].to_dict() == {2: "item_value", 3: "unit_unknown", 4: "form_id_format",
+                                   5: "demographic_value", 6: "survey_date_value", 7: "channel_value"}
+    assert "phone number" in q.loc[2, "reason"] and "c05" in q.loc[2, "reason"]
+    assert "e-mail" in q.loc[3, "reason"] and "formula" in q.loc[4, "reason"]
+    assert "text (not shown)" in q.loc[5, "reason"] and "phone number" in q.loc[6, "reason"]
+    text = " ".join(str(v) for table in (res.quarantine, res.summary, res.accepted)
+                    for v in table.to_numpy().ravel())
+    for secret in ("0912", "345 678", "lan.nguyen", "gmail", "cmd|", "Nguyễn Thị Lan", "0987654321", "84912345678"):
+        assert secret not in text
+    assert q.loc[4, "form_id"] == "" and q.loc[3, "unit_id"] == "(unit not shown)"
+    # harmless wrong values are still shown so the paper form can be found
+    other = _frame(2)
+    other.loc[0, "c07"] = "7"
+    assert "'7'" in validate_responses(other, units).quarantine["reason"].iloc[0]
+
+
+def test_quarantine_file_never_carries_a_live_formula(units, tmp_path):
+    raw = _frame(4)
+    raw.loc[0, "form_id"] = FORMULA
+    raw.loc[1, "unit_id"] = "=HYPERLINK(\"http://x\")"
+    raw.loc[2, "field"] = "@SUM(A1)"
+    raw.loc[3, "c02"] = "-1"
+    raw.to_csv(tmp_path / "in.csv", index=False)
+    res = intake_files([tmp_path / "in.csv"], units)
+    assert len(res.quarantine) == 4
+    target = write_quarantine(res, RunPaths(data_dir=tmp_path, run_dir=tmp_path / "run"))
+    cells = pd.read_csv(target, encoding="utf-8-sig", dtype=str, keep_default_na=False).to_numpy().ravel()
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert b"cmd|" not in target.read_bytes() and b"HYPERLINK" not in target.read_bytes()
+
+
+def test_duplicate_copies_share_their_reason(units):
+    raw = pd.concat([_frame(3)] * 4, ignore_index=True)
+    raw["source_row"] = np.arange(2, len(raw) + 2)
+    res = validate_responses(raw, units)
+    _check_invariant(res)
+    assert len(res.accepted) == 3 and (res.quarantine["rule"] == "duplicate_exact").all()
+    first = res.quarantine.loc[res.quarantine["form_id"] == raw["form_id"].iloc[0], "reason"]
+    assert first.nunique() == 1 and "row 2" in first.iloc[0]

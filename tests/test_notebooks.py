@@ -90,7 +90,11 @@ def test_index_links_all_open(tiny_run):
     summary, _ = tiny_run
     hrefs = index_links(summary.index)
     htmls = [nb.html for nb in summary.notebooks if nb.html is not None]
-    assert len(hrefs) == len(htmls) == len(summary.notebooks)
+    assert len(htmls) == len(summary.notebooks)  # every notebook ran and has its page
+    linked = {(summary.run_dir / h).resolve() for h in hrefs}
+    assert {p.resolve() for p in htmls} <= linked, "a report page is not linked from the index"
+    downloads = [h for h in hrefs if h.startswith("downloads/")]
+    assert downloads, "the index links no download (SPSS, Stata, Excel)"
     for href in hrefs:
         assert not re.match(r"^[a-z]+:", href), f"index link {href} is not relative"
         assert (summary.run_dir / href).is_file(), f"index links {href}, which does not exist"
@@ -129,6 +133,13 @@ def test_no_personal_data_in_results_or_reports(tiny_run, tiny_demo):
         elif path.suffix in {".html", ".csv", ".ipynb", ".json"}:
             # embedded images (base64 may spell any digits) and the stylesheet are not searched
             text = STYLE.sub("", DATA_URI.sub("", path.read_text(encoding="utf-8", errors="replace")))
+            leaked = [v for v in values if v in text]
+            assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
+        elif path.suffix in {".sav", ".dta", ".xlsx", ".pdf"}:
+            # the downloads are as public as a page: read each the way its reader would
+            from test_publishing import public_text
+
+            text = public_text(path)
             leaked = [v for v in values if v in text]
             assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
 

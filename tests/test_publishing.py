@@ -50,7 +50,7 @@ def build_synthetic_run(root: Path, unit_name: str | None = PAYLOAD) -> tuple[Pa
     from sipas_lib.stages import index_ranking, intake_quality, reliability, weighting
 
     data_dir, run_dir = root / "data", root / "run"
-    write_demo_year(data_dir, scale=0.1, n_departments=3, n_districts=3)
+    write_demo_year(data_dir, scale=0.1, n_departments=3, n_districts=3, structure="legacy")  # S01, D01 below
     if unit_name is not None:
         units = pd.read_csv(data_dir / "units.csv", dtype=str)
         units.loc[units["unit_id"] == "S01", ["name_vi", "name_en"]] = unit_name
@@ -152,8 +152,40 @@ def _word_ngrams(text: str, longest: int) -> set[str]:
     return grams
 
 
+def public_text(path: Path) -> str:
+    """Everything a reader of ``path`` can see, as text: Parquet tables; SPSS/Stata data, labels and
+    notes; every cell of an Excel workbook; the text of a PDF; the bytes of any other file (HTML,
+    CSV, JSON). A download is as public as a page, so each format is opened the way its reader would."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).astype(str).to_csv(index=False)
+    if path.suffix in (".sav", ".dta"):
+        import pyreadstat
+
+        reader = pyreadstat.read_sav if path.suffix == ".sav" else pyreadstat.read_dta
+        data, meta = reader(str(path))
+        parts = [data.astype(str).to_csv(index=False), meta.file_label or "", *(meta.notes or []),
+                 *map(str, meta.column_names_to_labels.values()),
+                 *(str(v) for labels in meta.variable_value_labels.values() for v in labels.values())]
+        return "\n".join(parts)
+    if path.suffix == ".xlsx":
+        from openpyxl import load_workbook
+
+        book = load_workbook(path, read_only=True)
+        return "\n".join(ws.title + "\n" + "\n".join(" ".join("" if v is None else str(v) for v in row)
+                                                    for row in ws.iter_rows(values_only=True))
+                         for ws in book.worksheets)
+    if path.suffix == ".pdf":
+        from pypdf import PdfReader
+
+        reader = PdfReader(str(path))
+        info = " ".join(str(v) for v in (reader.metadata or {}).values())
+        return info + "\n" + "\n".join(page.extract_text() or "" for page in reader.pages)
+    return path.read_bytes().decode("utf-8", errors="ignore")
+
+
 def find_personal_data(run_dir: Path, secrets: set[str]) -> list[str]:
-    """Files under ``run_dir`` containing any of ``secrets`` (text, HTML, CSV, JSON, Parquet).
+    """Files under ``run_dir`` containing any of ``secrets`` (text, HTML, CSV, JSON, Parquet, and the
+    downloads: SPSS, Stata, Excel, PDF; see :func:`public_text`).
 
     Matching is by whole words: each secret (a name or a phone number) is compared with the
     runs of 1..k consecutive words of every file (k = the longest secret's word count), so a
@@ -166,10 +198,7 @@ def find_personal_data(run_dir: Path, secrets: set[str]) -> list[str]:
     for path in sorted(run_dir.rglob("*")):
         if not path.is_file():
             continue
-        if path.suffix == ".parquet":
-            text = pd.read_parquet(path).astype(str).to_csv(index=False)
-        else:
-            text = path.read_bytes().decode("utf-8", errors="ignore")
+        text = public_text(path)
         hits = _word_ngrams(text, longest) & normal
         if hits:
             leaks.append(f"{path.relative_to(run_dir)}: {sorted(hits)[0]!r}")
@@ -271,7 +300,7 @@ def _chain_ready() -> bool:
 
 @pytest.mark.notebooks
 @pytest.mark.skipif(not _chain_ready(), reason="runner or stage notebooks 10-60 not in place yet")
-def test_full_chain_escapes_and_keeps_personal_data_out(tiny_demo, tiny_parameters, tmp_path):
+def test_full_chain_escapes_and_keeps_personal_data_out(tiny_demo, tiny_settings, tmp_path):
     """The whole chain (runner, every stage, every scorecard) on the notebook tier's tiny year,
     with S01 named ``<script>alert(1)</script>`` and D01 ``<img src=x onerror=...>``."""
     from sipas_lib.runner import run_report
@@ -283,7 +312,7 @@ def test_full_chain_escapes_and_keeps_personal_data_out(tiny_demo, tiny_paramete
     units.loc[units["unit_id"] == "D01", ["name_vi", "name_en"]] = PAYLOAD_IMG
     units.to_csv(data_dir / "units.csv", index=False)
     run_dir = tmp_path / "run"
-    summary = run_report(data_dir, run_dir, workers=2, parameters=tiny_parameters)
+    summary = run_report(data_dir, run_dir, tiny_settings, workers=2)
     assert summary.ok, [f.failure.describe() if f.failure else f.name for f in summary.failed]
     pages = list(run_dir.rglob("*.html"))
     assert len(pages) >= 10, "the chain exported too few HTML pages"

@@ -173,6 +173,7 @@ def test_top_and_bottom_sets_agree_with_simultaneous_bounds(spread):
     assert top.loc[top["rank"] <= 3, "in_set"].all() and bot.loc[bot["rank"] >= 13, "in_set"].all()
 
 
+@pytest.mark.simulation
 def test_simultaneous_sets_cover_all_true_ranks():
     """Simulation from known true indices: all true ranks covered jointly in >= 95 % of replicates."""
     theta = np.array([0.93, 0.91, 0.90, 0.88, 0.88, 0.86, 0.83, 0.82, 0.80, 0.76])

@@ -127,8 +127,9 @@ def test_notebook_parameters_give_common_and_only_the_own_section(tmp_path, writ
     common = dict(settings.common)
     assert runner.notebook_parameters(weighting, paths, settings) == {
         "run_dir": str(paths.run_dir), "data_dir": str(paths.data_dir), "common": common,
-        "stage_settings": {"calibration": "poststratify", "trim_ratio": 2.5, "min_cell": 1},
+        "stage_settings": dict(settings.section("weighting")),
     }
+    assert runner.notebook_parameters(weighting, paths, settings)["stage_settings"]["trim_ratio"] == 2.5
     assert runner.notebook_parameters(card, paths, settings, unit_id="X7") == {
         "unit_id": "X7", "run_dir": str(paths.run_dir), "data_dir": str(paths.data_dir), "common": common,
         "stage_settings": dict(settings.section("unit_scorecard")),

@@ -80,7 +80,7 @@ def test_sample_size_closed_forms():
     assert sp.sample_size(0.05, population=1000, response_rate=0.8) == 348
     # deff 2 doubles n0: 768.29 -> 769; 99 %: z = 2.575829, n0 = 663.49 -> 664
     assert sp.sample_size(0.05, deff=2.0) == 769
-    assert sp.sample_size(0.05, confidence=0.99) == 664
+    assert sp.sample_size(0.05, level=0.99) == 664
     # p = 0.85: n0 = 1.959964^2 * 0.1275 / 0.0025 = 195.91 -> 196
     assert sp.sample_size(0.05, p=0.85) == 196
     # capped at the population when the response inflation would exceed it
@@ -118,7 +118,7 @@ def test_margin_of_error_closed_form_and_census():
         {"margin": 0},
         {"margin": 1.2},
         {"margin": 0.05, "p": 0},
-        {"margin": 0.05, "confidence": 1.0},
+        {"margin": 0.05, "level": 1.0},
         {"margin": 0.05, "response_rate": 0},
         {"margin": 0.05, "deff": -1},
         {"margin": 0.05, "population": 0},
@@ -294,7 +294,7 @@ def test_inclusion_probabilities_match_r_sampling():
         np.testing.assert_allclose(pik, ex["pik"].to_numpy(), rtol=0, atol=1e-12, err_msg=name)
     # the same examples at once, as strata of one grouped call
     n_by = ref.groupby("example")["n"].first()
-    pik = sp.inclusion_probabilities(ref["a"], n_by, groups=ref["example"])
+    pik = sp.inclusion_probabilities(ref["a"], n_by, by=ref["example"])
     np.testing.assert_allclose(pik, ref["pik"], atol=1e-12)
 
 
@@ -425,7 +425,7 @@ def test_empirical_selection_rates_match_inclusion_probabilities(method):
     if method == "pps":
         g = frame.groupby(["unit_id", "field"]).ngroup()
         n_g = dict(enumerate(frame.assign(g=g).merge(alloc).groupby("g")["n_h"].first()))
-        pik = sp.inclusion_probabilities(frame["size"], n_g, groups=g)
+        pik = sp.inclusion_probabilities(frame["size"], n_g, by=g)
         assert pik[3] == 1.0 and pik[45] == 0.0
         assert hits[3] == R and hits[45] == 0
     else:

@@ -51,7 +51,7 @@ def test_config_file_merges_over_the_defaults(tmp_path):
         ("reliability.n_boot=200", "reliability", "n_boot", 200),
         ("intake_quality.keep_free_text=True", "intake_quality", "keep_free_text", True),
         ("intake_quality.keep_free_text=false", "intake_quality", "keep_free_text", False),
-        ("monthly_report.unit=S01", "monthly_report", "unit", "S01"),
+        ("monthly_report.unit_id=S01", "monthly_report", "unit_id", "S01"),
         ("annual_survey_report.publication=Số 12/BC", "annual_survey_report", "publication", "Số 12/BC"),
         ("year=2024", "common", "year", 2024),
         ("common.level=0.9", "common", "level", 0.9),

@@ -4,13 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sipas_lib import simulate
+from sipas_lib import formids, simulate
 from sipas_lib.config import DEMO_DIR
 from sipas_lib.instrument import instrument_for_unit_type
 from sipas_lib.sampling import check_form_ids
+from sipas_lib.units import load_units, survey_tier
 
 COMMITTED = ("units.csv", "frame_counts.csv", "sample.csv", "responses_departments.xlsx",
-             "responses_districts.csv", "spoiled_records.csv", "procedures.csv")
+             "spoiled_records.csv", "procedures.csv")
+#: The local units' responses of each committed folder: the demo year (2025) is two-tier, the previous one not.
+LOCAL_FILE = {"": "responses_communes.csv", simulate.PREVIOUS_YEAR_DIR: "responses_districts.csv"}
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +23,12 @@ def full_year(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_same_seed_same_files_other_seed_other_files(tmp_path):
     a = simulate.write_demo_year(tmp_path / "a", seed=7, scale=0.03, n_departments=2, n_districts=3)
     b = simulate.write_demo_year(tmp_path / "b", seed=7, scale=0.03, n_departments=2, n_districts=3)
     c = simulate.write_demo_year(tmp_path / "c", seed=8, scale=0.03, n_departments=2, n_districts=3)
-    assert set(a) == set(simulate.DEMO_FILES)
+    assert set(a) == set(simulate.TWO_TIER_FILES) == set(simulate.demo_files(2025))
     for name in a:
         assert simulate.content_digest(a[name]) == simulate.content_digest(b[name]), name
     assert simulate.content_digest(a["sample.csv"]) != simulate.content_digest(c["sample.csv"])
@@ -35,9 +39,11 @@ def _tiny(folder, **kwargs):
                                     **kwargs)
 
 
+@pytest.mark.slow
 def test_writing_the_demo_year_twice_gives_identical_bytes(tmp_path):
     a, b = _tiny(tmp_path / "a"), _tiny(tmp_path / "b")
-    assert set(a) == set(b) and len(a) == 2 * len(simulate.DEMO_FILES)
+    assert set(a) == set(b) == set(simulate.TWO_TIER_FILES) | {f"{simulate.PREVIOUS_YEAR_DIR}/{name}"
+                                                               for name in simulate.DEMO_FILES}
     for name in a:
         assert a[name].read_bytes() == b[name].read_bytes(), f"{name} differs between two writes"
 
@@ -50,12 +56,13 @@ def test_workbooks_carry_no_clock(tmp_path):
         assert {info.date_time for info in book.infolist()} == {simulate.ZIP_ENTRY_TIME}
         core = book.read("docProps/core.xml").decode()
     assert "2025-01-01T00:00:00Z" in core and core.count("2025-01-01T00:00:00Z") == 2
-    assert pd.read_excel(path, dtype=str)["Mã số phiếu"].str.fullmatch(r"\d{6}").mean() > 0.9
+    assert pd.read_excel(path, dtype=str)["Mã số phiếu"].str.fullmatch(r"\d{10}").mean() > 0.9
     for sub in ("", simulate.PREVIOUS_YEAR_DIR):  # the committed workbooks were written the same way
         with zipfile.ZipFile(DEMO_DIR / sub / "responses_departments.xlsx") as book:
             assert {info.date_time for info in book.infolist()} == {simulate.ZIP_ENTRY_TIME}
 
 
+@pytest.mark.slow
 def test_if_missing_never_touches_an_existing_file(tmp_path):
     import os
 
@@ -82,7 +89,7 @@ def test_if_missing_never_touches_an_existing_file(tmp_path):
 
 @pytest.mark.parametrize("sub", ["", simulate.PREVIOUS_YEAR_DIR])
 def test_committed_demo_files_are_what_the_seed_gives(full_year, sub):
-    for name in COMMITTED:
+    for name in COMMITTED + (LOCAL_FILE[sub],):
         committed = DEMO_DIR / sub / name
         assert committed.exists(), f"{committed} is not committed"
         assert simulate.content_digest(committed) == simulate.content_digest(full_year / sub / name), (
@@ -98,35 +105,109 @@ def test_consecutive_years_keep_the_units_order_with_a_drift():
     assert 0 < change.std() < 0.2 and np.corrcoef(now["unit_base"], before["unit_base"])[0, 1] > 0.8
 
 
-def test_sample_follows_the_hanoi_plan(full_year):
-    sample = pd.read_csv(full_year / "sample.csv", dtype={"form_id": str})
-    by_type = sample["unit_id"].str[0].value_counts().to_dict()
-    assert by_type == {"D": 4800, "S": 1250}  # Hà Nội 2021 (seed 002): 1,250 + 4,800 questionnaires
-    assert sample["form_id"].is_unique and sample["form_id"].str.fullmatch(r"\d{6}").all()
+def _year(folder):
+    sample = pd.read_csv(folder / "sample.csv", dtype={"form_id": str})
+    units = pd.read_csv(folder / "units.csv", dtype={"code": "Int64"})
+    tier = pd.Series(survey_tier(units).to_numpy(), index=units["unit_id"])
+    return sample, units, sample["unit_id"].map(tier)
+
+
+def _check_design(folder, sample, units):
+    assert sample["form_id"].is_unique and check_form_ids(sample["form_id"]).all()
     # pi = n_h / N_h inside each unit x field stratum, weights are its inverse.
     assert np.allclose(sample["incl_prob"] * sample["design_weight"], 1.0)
-    counts = pd.read_csv(full_year / "frame_counts.csv").groupby(["unit_id", "field"])["N"].sum()
+    counts = pd.read_csv(folder / "frame_counts.csv").groupby(["unit_id", "field"])["N"].sum()
     n_h = sample.groupby(["unit_id", "field"]).size()
     first = sample.groupby(["unit_id", "field"])[["N_h", "n_h"]].first()
     assert (first["N_h"] == counts.loc[first.index]).all() and (first["n_h"] == n_h).all()
-    units = pd.read_csv(full_year / "units.csv", dtype={"code": "Int64"})
     code = sample["unit_id"].map(units.set_index("unit_id")["code"])
-    assert (sample["form_id"].str[:2].astype(int) == code).all()
-    assert check_form_ids(sample["form_id"]).all()
+    assert (formids.unit_code_of(sample["form_id"]) == code.to_numpy()).all()
+
+
+def test_demo_year_is_two_tier_with_power_allocation_over_126_communes(full_year):
+    sample, units, tier = _year(full_year)
+    assert units["unit_type"].value_counts().to_dict() == {"commune": 75, "ward": 51, "department": 15,
+                                                            "province": 1}
+    assert tier.value_counts().to_dict() == {"local": 4800, "department": 1250}  # Hà Nội 2021: 1,250 + 4,800
+    assert sample["form_id"].str.fullmatch(r"\d{10}").all()  # 126 communes' codes need the 10-digit ids
+    _check_design(full_year, sample, units)
+    per_commune = sample.loc[tier == "local"].groupby("unit_id").size()
+    sizes = pd.read_csv(full_year / "frame_counts.csv").groupby("unit_id")["N"].sum().loc[per_commune.index]
+    assert len(per_commune) == 126 and per_commune.min() >= simulate.LOCAL_ALLOCATION["minimum"]
+    # power allocation: bigger communes get more forms, but less than in proportion
+    above = per_commune > simulate.LOCAL_ALLOCATION["minimum"]
+    assert per_commune.max() > 1.5 * per_commune.min() and np.corrcoef(per_commune[above], sizes[above])[0, 1] > 0.9
+    assert (per_commune / sizes).max() > 2 * (per_commune / sizes).min()
+
+
+def test_previous_year_keeps_the_old_structure(full_year):
+    folder = full_year / simulate.PREVIOUS_YEAR_DIR
+    sample, units, tier = _year(folder)
+    assert units["unit_type"].value_counts().to_dict() == {"commune": 120, "district": 30, "department": 20,
+                                                            "province": 1}
+    assert tier.value_counts().to_dict() == {"local": 4800, "department": 1250}
+    assert sample["form_id"].str.fullmatch(r"\d{6}").all()  # the legacy ids while every code fits
+    _check_design(folder, sample, units)
+    assert sample.groupby("unit_id").size().groupby(tier.groupby(sample["unit_id"]).first()).nunique().max() <= 2
+    assert (folder / "responses_districts.csv").exists() and not (folder / "responses_communes.csv").exists()
+
+
+def test_commune_effects_follow_their_predecessor_districts():
+    registry = load_units()
+    crosswalk = simulate._crosswalk()
+    old = registry[registry["unit_id"].isin(crosswalk["old_unit_id"])]
+    new = registry[registry["unit_id"].isin(crosswalk["new_unit_id"])]
+    before = simulate.demo_effects(old, 5, 18, seed=2025, year=2025, registry=registry)
+    after = simulate.demo_effects(new, 5, 18, seed=2025, year=2025, registry=registry)
+    w = crosswalk.pivot_table(index="new_unit_id", columns="old_unit_id", values="share_of_new", fill_value=0)
+    w = w.reindex(index=new["unit_id"], columns=old["unit_id"], fill_value=0)
+    expected = (w.to_numpy() / w.to_numpy().sum(axis=1, keepdims=True)) @ before["unit_base"]
+    own = after["unit_base"] - expected
+    assert 0.02 < own.std() < 0.1 and abs(own.mean()) < 0.03  # a small own effect around the inherited one
+    assert np.corrcoef(after["unit_base"], expected)[0, 1] > 0.9
+    # a department that only changed its name keeps its effect
+    i, j = list(new["unit_id"]).index("S90102"), list(old["unit_id"]).index("S02")
+    assert abs(after["unit_base"][i] - before["unit_base"][j]) < 0.3
+
+
+def test_tiny_two_tier_year_covers_the_ground_of_its_tiny_previous_year(tmp_path):
+    _tiny(tmp_path)
+    now = pd.read_csv(tmp_path / "units.csv")
+    before = pd.read_csv(tmp_path / simulate.PREVIOUS_YEAR_DIR / "units.csv")
+    crosswalk = simulate._crosswalk()
+    local = now.loc[now["unit_type"].isin(["commune", "ward"]), "unit_id"]
+    main = crosswalk.sort_values("share_of_new").drop_duplicates("new_unit_id", keep="last").set_index("new_unit_id")
+    assert len(local) >= 2 and set(main.loc[local, "old_unit_id"]) <= set(before["unit_id"])
+    assert now["unit_type"].value_counts()["department"] == 2
+
+
+def test_a_year_can_keep_the_old_structure(tmp_path):
+    written = _tiny(tmp_path, structure="legacy")
+    assert set(written) == set(simulate.DEMO_FILES) | {f"{simulate.PREVIOUS_YEAR_DIR}/{n}" for n in simulate.DEMO_FILES}
+    units = pd.read_csv(tmp_path / "units.csv")
+    assert units["unit_type"].value_counts().to_dict() == {"commune": 12, "district": 3, "department": 2, "province": 1}
+    assert pd.read_csv(tmp_path / "sample.csv", dtype={"form_id": str})["form_id"].str.fullmatch(r"\d{6}").all()
+    with pytest.raises(ValueError, match="structure must be one of"):
+        simulate.write_demo_year(tmp_path / "x", structure="three_tier")
 
 
 def test_answers_are_realistic(full_year):
-    dist = pd.read_csv(full_year / "responses_districts.csv", dtype={"form_id": str})
+    dist = pd.read_csv(full_year / "responses_communes.csv", dtype={"form_id": str})
     dept = simulate.to_vietnamese_headers(pd.DataFrame())  # the mapping exists
     assert dept.empty
-    crit = instrument_for_unit_type("district").criteria_codes
+    instrument = instrument_for_unit_type("commune")
+    crit = instrument.criteria_codes
     clean = dist.loc[dist[crit].isin([1, 2, 3, 4, 5]).where(dist[crit].notna(), True).all(axis=1)]
     sat = (clean[crit] >= 4).astype(float).where(clean[crit].notna())
-    elements = instrument_for_unit_type("district").element_items()
+    elements = instrument.element_items()
     by_unit = sat.groupby(clean["unit_id"]).mean()
     sipas = pd.concat({e: by_unit[c].mean(axis=1) for e, c in elements.items()}, axis=1).mean(axis=1)
-    sipas = sipas.loc[sipas.index.str.fullmatch(r"D(0[1-9]|[12]\d|30)")]
-    assert 0.70 < sipas.min() and sipas.max() < 0.98 and sipas.max() - sipas.min() > 0.08
+    units = pd.read_csv(full_year / "units.csv")
+    sipas = sipas.loc[sipas.index.isin(units["unit_id"])]
+    n = clean.groupby("unit_id").size().loc[sipas.index]
+    big = sipas[n >= 25]
+    assert 0.65 < big.min() and 0.78 < big.median() < 0.94 and big.max() - big.min() > 0.08
+    assert len(big) > 60  # most communes return enough forms to be compared
     # Section V only for the ~25 % who gave feedback: all four answered-or-not together, mostly.
     answered_v = clean[["c15", "c16", "c17", "c18"]].notna().any(axis=1)
     assert 0.18 < answered_v.mean() < 0.32
@@ -137,14 +218,15 @@ def test_answers_are_realistic(full_year):
     assert 0.5 < clean["lg1"].notna().mean() < 0.8 and clean["lg8"].notna().mean() < 0.15
 
 
-def test_response_rates_vary_by_mode_and_unit(full_year):
-    sample = pd.read_csv(full_year / "sample.csv", dtype={"form_id": str})
-    dist = pd.read_csv(full_year / "responses_districts.csv", dtype={"form_id": str})
-    returned = sample["form_id"].isin(dist["form_id"])
-    districts = sample["unit_id"].str.startswith("D")
-    by_mode = returned[districts].groupby(sample.loc[districts, "survey_mode"]).mean()
+@pytest.mark.parametrize("sub", ["", simulate.PREVIOUS_YEAR_DIR])
+def test_response_rates_vary_by_mode_and_unit(full_year, sub):
+    sample, _, tier = _year(full_year / sub)
+    local = pd.read_csv(full_year / sub / LOCAL_FILE[sub], dtype={"form_id": str})
+    returned = sample["form_id"].isin(local["form_id"])
+    is_local = (tier == "local").to_numpy()
+    by_mode = returned[is_local].groupby(sample.loc[is_local, "survey_mode"]).mean()
     assert by_mode["one_stop"] > by_mode["postal"] > by_mode["online"]
-    by_unit = returned[districts].groupby(sample.loc[districts, "unit_id"]).mean()
+    by_unit = returned[is_local].groupby(sample.loc[is_local, "unit_id"]).mean()
     assert by_unit.max() - by_unit.min() > 0.15
 
 
@@ -154,7 +236,15 @@ def test_spoiled_records_are_logged(full_year):
         ["out_of_range"] * 4 + ["bad_check_digit", "unknown_unit", "duplicate_exact", "duplicate_conflicting"])
 
 
+def test_dossiers_of_the_two_tier_year_are_the_units_own(full_year):
+    d = pd.read_parquet(full_year / "dossiers.parquet")
+    units = pd.read_csv(full_year / "units.csv")
+    assert set(d["level"]) == {"unit"} and d["commune_id"].isna().all()
+    assert set(d["unit_id"]) == set(units.loc[units["unit_type"] != "province", "unit_id"])
+
+
 def test_dossiers_cover_units_and_communes(full_year):
+    full_year = full_year / simulate.PREVIOUS_YEAR_DIR
     d = pd.read_parquet(full_year / "dossiers.parquet")
     assert set(d["level"]) == {"unit", "commune"}
     assert set(d["channel"]) == {"direct", "online_l3", "online_l4", "postal"}
@@ -162,7 +252,9 @@ def test_dossiers_cover_units_and_communes(full_year):
     assert d.loc[d["status"] == "overdue", "overdue_reason"].notna().all()
     assert d.loc[d["status"] != "overdue", "overdue_reason"].isna().all()
     assert (d["due_on"] > d["received_on"]).all()
-    assert d.loc[d["level"] == "commune", "commune_id"].str.fullmatch(r"D\d\dC\d\d").all()
+    units = pd.read_csv(full_year / "units.csv").set_index("unit_id")
+    communes = d.loc[d["level"] == "commune"]
+    assert (units.loc[communes["commune_id"], "parent_id"].to_numpy() == communes["unit_id"].to_numpy()).all()
     proc = pd.read_csv(full_year / "procedures.csv")
     assert d["procedure_id"].isin(proc["procedure_id"]).all()
 

@@ -78,7 +78,7 @@ def test_latest_month_by_default_and_errors(tiny_demo, tmp_path):
     report = stage.compute(paths, load_settings())
     assert report.month == admin_records.latest_month(tiny_demo, 2025)
     with pytest.raises(StageError, match="not in the units registry"):
-        stage.compute(paths, load_settings(overrides=["monthly_report.unit=NOPE"]))
+        stage.compute(paths, load_settings(overrides=["monthly_report.unit_id=NOPE"]))
     with pytest.raises(StageError, match="month"):
         stage.compute(paths, load_settings(overrides=["monthly_report.month=13"]))
     empty = make_paths(tmp_path / "other", tmp_path / "nothing")
@@ -95,3 +95,14 @@ def test_unknown_unit_in_the_records_is_named(tiny_demo, tmp_path):
     d.to_parquet(data / "dossiers.parquet", index=False)
     with pytest.raises(StageError, match="dossiers.parquet, column 'unit_id': unit\\(s\\) Z99"):
         stage.compute(make_paths(tmp_path, data), load_settings(overrides=["monthly_report.month=3"]))
+
+
+def test_a_year_without_administrative_records_is_not_applicable(tmp_path):
+    # survey files only: the runner skips the monthly report with this reason instead of failing
+    from sipas_lib import config
+
+    (tmp_path / "data").mkdir()
+    paths = config.run_paths(tmp_path / "data", tmp_path / "run")
+    assert "no administrative records" in stage.not_applicable(paths)
+    (tmp_path / "data" / "dossiers.parquet").write_bytes(b"")  # some files but not all: compute() says which
+    assert stage.not_applicable(paths) is None

@@ -111,6 +111,7 @@ def test_spec_round_trips_through_json(tiny_run_custom):
         wt.DesignSpec.from_dict({**spec.to_dict(), "calibration": "greg"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_name", ["tiny_run", "tiny_run_custom"])
 def test_load_design_rebuilds_the_stage_design(run_name, request):
     """Issue 10 item 3: indices on load_design(paths) equal those on the design stage 30 built."""

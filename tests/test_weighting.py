@@ -235,6 +235,7 @@ def test_annual_design_collapses_empty_field_cells():
             == pytest.approx(fc[fc.unit_id == "D01"].N.sum()))
 
 
+@pytest.mark.simulation
 def test_calibrated_se_simulation_coverage():
     """Post-stratified designs: 95 % intervals for a mean cover 93-97 % over 600 repeated samples."""
     rng = np.random.default_rng(5)

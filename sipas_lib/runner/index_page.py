@@ -89,7 +89,11 @@ def _index_sections(notebooks: Iterable[NotebookRun], labels: dict, lang: str) -
         title = rows[0].section or rows[0].title
         present = {r.unit_type for r in rows if r.unit_type}
         types = [t for t in UNIT_TYPES if t in present] + sorted(present - set(UNIT_TYPES))
-        groups = [{"title": _unit_type_title(t, lang), "rows": [r for r in rows if r.unit_type == t]} for t in types]
+        groups = []
+        for t in types:  # ~150 scorecards: one titled group per unit type, with its count, units by name
+            members = sorted((r for r in rows if r.unit_type == t), key=lambda r: (r.unit_name or r.unit_id or "").lower())
+            groups.append({"title": f"{_unit_type_title(t, lang)} ({len(members)})", "anchor": f"{name}-{t}",
+                           "rows": members})
         unassigned = [r for r in rows if not r.unit_type]
         if unassigned:
             groups.append({"title": None, "rows": unassigned})
@@ -119,9 +123,11 @@ def settings_tables(summary: RunSummary) -> list[dict]:
     ]
 
 
-def write_index(summary: RunSummary, lang: str | None = None) -> Path:
+def write_index(summary: RunSummary, lang: str | None = None, download_problems: Iterable[str] = ()) -> Path:
     """Render ``index.html`` for a run: every report with its status and run time, and the
-    effective configuration (one small table per section).
+    effective configuration (one small table per section), and the downloads of ``downloads/``
+    (SPSS, Stata, Excel, PDF, XLSForm; :func:`sipas_lib.exports.list_downloads`) with
+    ``download_problems`` (what could not be written) under them.
 
     Links are relative to the run folder, so the folder can be zipped and opened anywhere.
     All text (unit names, titles, error messages, setting values) is HTML-escaped by the template engine.
@@ -162,7 +168,26 @@ def write_index(summary: RunSummary, lang: str | None = None) -> Path:
         settings_note=labels["settings_note"].format(
             file=RUN_SETTINGS_FILE, sources="; ".join(settings.sources) if settings is not None else ""),
         statuses=(OK, FAILED, SKIPPED),
+        downloads=_downloads(run_dir, lang),
+        download_problems=list(download_problems),
     )
     summary.index.parent.mkdir(parents=True, exist_ok=True)
     summary.index.write_text(page, encoding="utf-8")
     return summary.index
+
+
+def _downloads(run_dir: Path, lang: str) -> dict:
+    """The downloads block of the index page: title, intro, groups of files with sizes, texts."""
+    from sipas_lib.exports import DOWNLOADS_DIR, list_downloads
+    from sipas_lib.reporting import fmt_num
+    from sipas_lib.texts import load_texts
+
+    texts = {key: value[lang] for key, value in load_texts("exports").items() if key.startswith("dl_")}
+    groups = list_downloads(run_dir, lang)
+    for group in groups:
+        for entry in group["files"]:
+            size = entry["bytes"]
+            entry["size"] = (f"{fmt_num(size / 1e6, 1, lang=lang)} MB" if size >= 1e6 else
+                             f"{fmt_num(max(size / 1e3, 0.1), 1, lang=lang)} kB")
+    return {"title": texts["dl_title"], "intro": texts["dl_intro"].format(folder=f"{DOWNLOADS_DIR}/"),
+            "problems_title": texts["dl_problems"], "groups": groups}

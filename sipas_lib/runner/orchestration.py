@@ -9,6 +9,7 @@ write its main result tables (:func:`sipas_lib.schemas.stage_outputs`); the chai
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib
 import os
 import re
 import time
@@ -27,6 +28,7 @@ from sipas_lib.runner.discovery import (
     notebook_title,
     stage_of,
 )
+from sipas_lib.runner.downloads import Downloads, run_downloads
 from sipas_lib.runner.execution import execute_notebook
 from sipas_lib.runner.export import export_html
 from sipas_lib.runner.index_page import write_index
@@ -257,6 +259,15 @@ def _fanout(
 # --------------------------------------------------------------------------------------------
 # the chain
 # --------------------------------------------------------------------------------------------
+def not_applicable(stage: str | None, paths: config.RunPaths) -> str | None:
+    """A stage module's own reason to have nothing to do for this run (``not_applicable(paths)``), if any."""
+    if stage is None:
+        return None
+    module = importlib.import_module(f"sipas_lib.stages.{stage}")
+    check = getattr(module, "not_applicable", None)
+    return check(paths) if check else None
+
+
 def _noop(event: str, payload) -> None:  # pragma: no cover - trivial
     return None
 
@@ -302,6 +313,9 @@ def run_report(
     reuse_kernels: bool = True,
     timeout: float | None = None,
     progress: ProgressCallback | None = None,
+    pdf: bool = False,
+    downloads: bool = True,
+    applicable: Sequence[int] | None = None,
 ) -> RunSummary:
     """Run the stage notebooks, fan out the per-unit reports, export HTML and write the index.
 
@@ -335,7 +349,16 @@ def run_report(
         Seconds a single cell may run before it is stopped (default: no limit).
     progress
         Called as ``progress(event, payload)``: ``("start", run)`` before a stage runs,
-        ``("done", run)`` after every notebook, ``("fanout", n)`` before the per-unit reports.
+        ``("done", run)`` after every notebook, ``("fanout", n)`` before the per-unit reports,
+        ``("downloads", Downloads)`` after the downloads were written.
+    pdf
+        Also print the annual report and every scorecard to PDF (``downloads/pdf/``); the SPSS,
+        Stata and Excel downloads are written unless ``downloads`` is False
+        (:mod:`sipas_lib.runner.downloads`; the previous year's run writes none).
+    applicable
+        The stages a run profile applies (``sipas report --profile``; e.g. the national survey has no
+        city allocation and no monthly records): the other stage notebooks are left out of the run
+        and of its index altogether, not listed as skipped. ``None``: every stage notebook.
 
     Returns
     -------
@@ -354,6 +377,8 @@ def run_report(
     notebooks_dir = Path(notebooks_dir)
     check_run_dir(run_dir, notebooks_dir, data_dir or config.DEMO_DIR)
     stage_paths = discover_stages(notebooks_dir)
+    if applicable is not None:
+        stage_paths = [p for p in stage_paths if int(p.name[:2]) in set(applicable)]
     if stages is not None:
         known = {int(p.name[:2]) for p in stage_paths}
         unknown = sorted(set(stages) - known)
@@ -385,6 +410,11 @@ def run_report(
             _mark_skipped(run, earlier_ok=not stopped)
             progress("done", run)
             continue
+        reason = not_applicable(run.stage, paths)
+        if reason:  # nothing to do for this year's data (e.g. no administrative records): say why
+            run.status, run.note, run.html = SKIPPED, reason, None
+            progress("done", run)
+            continue
         progress("start", run)
         _run_job(_Job(run, notebook_parameters(source, paths, settings), lang, timeout, paths.results))
         progress("done", run)
@@ -397,6 +427,8 @@ def run_report(
             _fanout(templates, paths, settings, timeout, fanout and not stopped, workers, progress, reuse_kernels)
         )
 
+    written = run_downloads(paths, settings, runs, pdf=pdf, workers=workers) if downloads else Downloads()
+    progress("downloads", written)
     summary = RunSummary(
         run_dir=run_dir,
         index=run_dir / "index.html",
@@ -404,7 +436,7 @@ def run_report(
         seconds=time.perf_counter() - started,
         settings=settings,
     )
-    write_index(summary)
+    write_index(summary, download_problems=written.problems)
     (run_dir / "run.json").write_text(summary.to_json(), encoding="utf-8")
     return summary
 
@@ -438,7 +470,7 @@ def run_previous_year(
     sub = Path(run_dir) / PREVIOUS_YEAR_DIR
     summary = run_report(previous_data_dir, sub, previous_year_settings(settings),
                          stages=list(PREVIOUS_YEAR_STAGES), fanout=False, notebooks_dir=notebooks_dir,
-                         progress=progress)
+                         progress=progress, downloads=False)
     if summary.failed:
         details = "; ".join(f"{f.name}: {f.failure.cause()}" if f.failure else f.name for f in summary.failed)
         raise RuntimeError(f"the previous year ({settings.year - 1}, {previous_data_dir}) failed: {details}")

@@ -241,9 +241,172 @@ register("yoy", "index_ranking",
 
 register("city_yoy", "index_ranking",
          "One row per city scope × index present in both years: the change of the city-wide index from the "
-         "previous year.", {
+         "previous year. Across the 2025 reform the legacy district group of the previous year is compared "
+         "with each new local group (commune, ward): scope_prev says so.", {
              "scope": C.text("unit type, or all for the whole city", SCOPES),
              "level": C.index_level(),
              "code": _code(),
+             "scope_prev": C.text("the previous year's scope compared with: the same scope, or district for the "
+                                  "new local groups (commune, ward) after the 2025 reform", SCOPES),
              **_yoy_columns(),
          }, keys=("scope", "level", "code"), optional=True)
+
+#: Unit bases of a crosswalk's shares (crosswalk.BASES).
+CROSSWALK_BASES = ("population", "dossiers", "area")
+#: yoy_reform.comparison: what the predecessor figure stands for.
+REFORM_COMPARISONS = {
+    "other_level": "the predecessors are units of another level of government (old districts for a new commune)",
+    "merged": "the predecessors are units of the same type (departments merged into a new one)",
+    "none": "no predecessor in the crosswalk has an index",
+}
+#: yoy_reform.reason: why the comparison is withheld.
+REFORM_REASONS = {
+    "no_predecessor": "no predecessor with an index in the previous year (or the unit is not in the crosswalk)",
+    "low_coverage": "the predecessors with an index cover less than index_ranking.min_predecessor_coverage "
+                    "of the new unit",
+    "below_min_n": "fewer respondents this year than the publication minimum",
+}
+SE_PRED_METHODS = {
+    "old_design_covariance": "w' Σ w with Σ the previous year's design covariance of the unit indices",
+    "independent_units": "the previous year's design could not be rebuilt: predecessors taken as independent "
+                         "(diagonal of se_prev²)",
+}
+
+register("yoy_reform", "index_ranking",
+         "One row per unit of this year that did not exist (with the same id and extent) in the previous year: "
+         "an indicative comparison of its overall SIPAS index with a predecessor figure, the crosswalk-weighted "
+         "combination of its old units' overall indices (sipas_lib.crosswalk.predecessor_estimates, "
+         "cross_reform_change), withheld where the predecessors cover too little of it. Never a significance "
+         "verdict: the two figures measure different units.", {
+             "unit_id": C.unit_id(),
+             "unit_type": C.unit_type(),
+             "n": C.count("respondents this year"),
+             "estimate": C.share("this year's overall index"),
+             "se": C.number("this year's standard error", min_value=0),
+             "predecessors": C.text("old unit ids of the crosswalk with an index, comma-separated (empty: none)"),
+             "predecessor_types": C.text("unit types of the predecessors, comma-separated (empty: none)"),
+             "n_predecessors": C.count("number of predecessors with an index"),
+             "coverage": C.number("share of the new unit its predecessors with an index cover (sum of share_of_new)",
+                                  min_value=0),
+             "basis": C.text("what the crosswalk's shares measure", CROSSWALK_BASES, nullable=True),
+             "estimate_pred": C.share("predecessor figure: Σ w·index of the old units, w = share_of_new / coverage"),
+             "se_pred": C.number("standard error of the predecessor figure", min_value=0),
+             "se_pred_method": C.text("; ".join(f"{k} = {v}" for k, v in SE_PRED_METHODS.items()),
+                                      tuple(SE_PRED_METHODS), nullable=True),
+             "change": C.number("estimate − estimate_pred (indicative; empty when withheld)"),
+             "change_se": C.number("√(se² + se_pred²), independent years", min_value=0),
+             "change_ci_low": C.number("lower limit of the change at the run's level"),
+             "change_ci_high": C.number("upper limit of the change at the run's level"),
+             "comparison": C.text("; ".join(f"{k} = {v}" for k, v in REFORM_COMPARISONS.items()),
+                                  tuple(REFORM_COMPARISONS)),
+             "withheld": C.flag("no change is published for the unit (reason says why)"),
+             "reason": C.text("why withheld: " + "; ".join(f"{k} = {v}" for k, v in REFORM_REASONS.items()),
+                              tuple(REFORM_REASONS), nullable=True),
+             "min_coverage": C.share("index_ranking.min_predecessor_coverage of the run"),
+             "conf_level": C.share("confidence level of the interval"),
+         }, keys=("unit_id",), optional=True)
+
+#: small_area.estimate_type (sipas_lib.small_area.ESTIMATE_TYPES).
+SMALL_AREA_TYPES = {
+    "eblup": "Fay–Herriot EBLUP: γ·direct + (1 − γ)·synthetic",
+    "synthetic_no_sample": "the unit has no sample: the regression (synthetic) estimate from its records alone",
+    "synthetic_zero_area_variance": "the estimated area variance is 0: every estimate of the type is synthetic",
+}
+#: sipas_lib.small_area.METHODS / TRANSFORMS
+SMALL_AREA_METHODS = ("REML", "ML")
+SMALL_AREA_TRANSFORMS = ("identity", "arcsine", "logit")
+
+register("small_area", "index_ranking",
+         "One row per unit of a modelled type: its direct overall SIPAS index and the MODEL-BASED (Fay–Herriot, "
+         "sipas_lib.small_area) index that borrows strength from the units' administrative records (on-time "
+         "resolution, online share, complaints, apologies, opinions), with the MSE, the shrinkage, diagnostics and "
+         "rank confidence sets from the model-based estimates. Written only when the year's administrative tables "
+         "are there. The published index is the direct one unless `official` says model.", {
+             "unit_id": C.unit_id(),
+             "unit_type": C.unit_type(),
+             "n": C.count("respondents of the unit (0: no sample)"),
+             "direct": C.share("direct (design-based) overall index; empty without sample"),
+             "direct_se": C.number("design-based standard error of the direct index", min_value=0),
+             "direct_ci_low": C.share("lower limit of the direct index at the run's level (normal)"),
+             "direct_ci_high": C.share("upper limit of the direct index at the run's level (normal)"),
+             "sampling_variance": C.number("sampling variance used by the model, on the model scale (smoothed where "
+                                           "variance_smoothed)", min_value=0),
+             "variance_smoothed": C.flag("the design variance was zero, missing or from too few respondents and was "
+                                         "replaced by the generalized variance function s²/n"),
+             "synthetic": C.number("regression (synthetic) estimate x'β on the model scale"),
+             "shrinkage": C.share("γ = A/(A + D): weight of the direct estimate in the model-based one (0: synthetic)"),
+             "model_estimate": C.share("model-based (EBLUP) index, back-transformed to the share scale"),
+             "model_se": C.number("root MSE of the model-based index on the share scale (delta method)", min_value=0),
+             "model_ci_low": C.share("lower limit of the model-based index at the run's level"),
+             "model_ci_high": C.share("upper limit of the model-based index at the run's level"),
+             "mse": C.number("analytic MSE on the model scale (Datta–Lahiri for REML, with the ML bias term for ML)",
+                             min_value=0),
+             "mse_bootstrap": C.number("parametric-bootstrap MSE on the model scale, a check of mse (empty: not "
+                                       "computed or no sample)", min_value=0),
+             "backtransform_bias": C.number("½·h''·mse: approximate bias of the back-transformed estimate as a mean "
+                                            "(0 on the identity scale)"),
+             "std_residual": C.number("(direct − synthetic)/√(A + D) on the model scale; N(0,1) if the model holds"),
+             "estimate_type": C.text("; ".join(f"{k} = {v}" for k, v in SMALL_AREA_TYPES.items()),
+                                     tuple(SMALL_AREA_TYPES)),
+             "model_estimate_benchmarked": C.share("model-based index × the type's benchmark ratio (ratio "
+                                                   "benchmarking to the direct city figure)"),
+             "model_rank": C.integer("rank of the model-based index in the unit type (MODEL-BASED)", nullable=True),
+             "model_rank_ci_low": C.integer("best rank of the simultaneous confidence set from the model-based "
+                                            "estimates and their MSE matrix", nullable=True),
+             "model_rank_ci_high": C.integer("worst rank of that set", nullable=True),
+             "direct_rank": C.integer("rank of the direct index among the same units (every unit with a sample, "
+                                      "below the publication minimum too), for comparison", nullable=True),
+             "direct_rank_ci_low": C.integer("best rank of the simultaneous set from the direct indices and their "
+                                             "design covariance, same units", nullable=True),
+             "direct_rank_ci_high": C.integer("worst rank of that set", nullable=True),
+             "method": C.text("estimator of the area variance", SMALL_AREA_METHODS),
+             "transform": C.text("scale of the model", SMALL_AREA_TRANSFORMS),
+             "official": C.text("which index the run publishes (index_ranking.use_model_for_ranks)",
+                                ("direct", "model")),
+             "conf_level": C.share("confidence level of the intervals and rank sets"),
+         }, keys=("unit_id",), optional=True)
+
+register("small_area_model", "index_ranking",
+         "One row per modelled unit type × model term: the Fay–Herriot regression coefficients with their standard "
+         "errors, the area variance, and the benchmarking check (model-based indices aggregated with the units' "
+         "weighted populations against the direct city index of the type).", {
+             "unit_type": C.unit_type(),
+             "term": C.text("intercept or covariate (sipas_lib.small_area.COVARIATES)"),
+             "estimate": C.number("coefficient on the model scale"),
+             "se": C.number("standard error of the coefficient", min_value=0),
+             "z": C.number("estimate / se"),
+             "p_value": C.share("two-sided p-value (normal)"),
+             "area_variance": C.number("REML/ML variance A of the area effects (0: all estimates synthetic)",
+                                       min_value=0),
+             "n_areas": C.count("units with a sample in the model"),
+             "n_synthetic": C.count("units with a synthetic estimate"),
+             "n_smoothed": C.count("units whose sampling variance was smoothed"),
+             "city_direct": C.share("direct city index of the unit type"),
+             "city_model": C.share("model-based indices aggregated with the units' weighted populations"),
+             "benchmark_ratio": C.number("city_direct / city_model", min_value=0),
+             "ratio_benchmarked": C.flag("the model-based estimates were multiplied by benchmark_ratio"),
+             "mse_bootstrap_ratio": C.number("median over units of bootstrap MSE / analytic MSE", min_value=0),
+             "method": C.text("estimator of the area variance", SMALL_AREA_METHODS),
+             "transform": C.text("scale of the model", SMALL_AREA_TRANSFORMS),
+         }, keys=("unit_type", "term"), optional=True)
+
+register("published_context", "index_ranking",
+         "National profile only (index_ranking.published_context): one row per new province × predecessor old "
+         "province (the 63 provinces merged whole into 34 on 1 July 2025) with the predecessor's latest "
+         "published SIPAS up to 2024 (data/published), side by side; plus one `combined` row for a merged "
+         "province whose predecessors all have a published value in one common year, with its stated weight.", {
+             "unit_id": C.unit_id("new province (units registry)"),
+             "row_kind": C.text("`predecessor`: one old province's own figure; `combined`: the predecessors "
+                                "combined with `weight`", ("predecessor", "combined")),
+             "old_province": C.text("old province as spelled in data/published (combined: the names joined by +)"),
+             "n_predecessors": pa.Column("int64", pa.Check.ge(1), description="old provinces merged into the new one"),
+             "year": pa.Column("Int64", nullable=True, description="year of the published figure (empty: nothing "
+                                                                    "published for this old province up to 2024)"),
+             "published": C.share("published SIPAS, share 0–1 (empty when only a rank, or nothing, is published)"),
+             "rank": pa.Column("Int64", pa.Check.ge(1), nullable=True,
+                               description="published rank among the 63 old provinces (never combined)"),
+             "rank_basis": C.text("how the rank is known (data/published/README.md)", nullable=True),
+             "weight": C.text("weight of a combined figure (`equal`: no population figures of the old provinces "
+                              "are bundled); empty for predecessor rows", ("equal",), nullable=True),
+             "source_url": C.text("where the figure was published", nullable=True),
+         }, keys=("unit_id", "row_kind", "old_province"), optional=True)

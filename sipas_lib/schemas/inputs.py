@@ -27,7 +27,7 @@ LEVELS = ("unit", "commune")
 DOSSIER_STATUSES = ("on_time", "overdue", "pending")
 FEEDBACK_KINDS = ("behaviour", "regulation")
 OPINION_MEDIA = ("paper", "electronic")
-FORM_ID_PATTERN = r"^[0-9]{6}$"
+FORM_ID_PATTERN = r"^([0-9]{6}|[0-9]{10})$"  # legacy 6-digit or current 10-digit ids (sipas_lib.formids)
 
 #: File name (stem) -> contract name, for every input file of a year.
 INPUT_FILES: dict[str, str] = {
@@ -80,9 +80,10 @@ register("units.csv", "input",
          "One row per unit: departments (Sở), districts (quận/huyện/thị xã) and their communes; the "
          "registry every other file's `unit_id` must be found in. Unit type comes from here, never from an id.", {
              "unit_id": _identifier("unit id, e.g. S01, D01, D05C03 (compared exactly)"),
-             "code": pa.Column("Int64", pa.Check.in_range(10, 99), nullable=True,
-                               description="two-digit number printed in the first two digits of every form id "
-                                           "of the unit (10–29 departments, 30–59 districts); empty for communes",
+             "code": pa.Column("Int64", pa.Check.in_range(1, 99999), nullable=True,
+                               description="number every form id of the unit opens with: 10–99 in legacy 6-digit "
+                                           "ids (10–29 departments, 30–59 districts), up to 5 digits in current "
+                                           "10-digit ids (sipas_lib.formids); empty for units not surveyed",
                                metadata={"noun": "form-id code"}),
              "name_vi": C.text("Vietnamese name"),
              "name_en": C.text("English name"),
@@ -106,7 +107,7 @@ register("sample.csv", "input",
          "One row per selected questionnaire (the fielded sample written by the sampling stage): its form "
          "id, stratum and design weight. `transaction_id` links a form to an applicant's case record, so "
          "the file stays in `data/`.", {
-             "form_id": C.text("form id (Mã số phiếu): 6 digits, leading zeros kept", pattern=FORM_ID_PATTERN),
+             "form_id": C.text("form id (Mã số phiếu): 6 digits (legacy) or 10 digits, leading zeros kept", pattern=FORM_ID_PATTERN),
              "transaction_id": C.text("the frame's transaction the form was drawn for", nullable=True),
              "unit_id": C.unit_id("surveyed unit; in units.csv"),
              "field": C.field_code(),

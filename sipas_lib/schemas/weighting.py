@@ -42,8 +42,16 @@ register("responses_weighted", "weighting",
              "nr_cell": C.text("non-response adjustment cell, `<unit_id>|<survey_mode>`"),
              "survey_mode": C.survey_mode("how the questionnaire was delivered and returned (sample.csv)"),
              "stratum": C.text("variance stratum (the unit)"),
-             "psu": C.text("primary sampling unit (the questionnaire)", unique=True),
+             "psu": C.text("primary sampling unit of the city design (the questionnaire); the national design's "
+                              "PSU is `commune_id` (design.json says which)", unique=True),
              "N_unit": _positive("finite-population correction: the unit's transactions in frame_counts.csv"),
+             # the national design only (weighting.design: national); design.json names them as PSU and fpc
+             "commune_id": pa.Column(str, nullable=False, required=False,
+                                     description="national design: the commune the questionnaire was drawn in, the "
+                                                 "primary sampling unit of the variance (design.json `psu`)"),
+             "N_psu": pa.Column(float, pa.Check.gt(0.0), nullable=False, required=False,
+                                description="national design: communes in the province, the first-stage "
+                                            "finite-population correction (design.json `fpc`)"),
              "cal_cell": C.text("calibration cell within the unit: the field, or the unit's largest field cell "
                                 "when the field had fewer than `min_cell` respondents", FIELDS),
              "w_cal": _positive("weight after calibration to the frame (equal to `w_nr` when calibration is none)"),

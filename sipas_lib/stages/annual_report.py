@@ -43,8 +43,9 @@ class AnnualReport:
     league
         One row per unit: ``unit_id, unit_type, name_vi, name_en, estimate, ci_low, ci_high, n,
         publishable, rank, rank_ci_low, rank_ci_high, rank_ci_low_marginal, rank_ci_high_marginal,
-        not_ranked_reason, change, change_significant``; by unit type, ranked units by rank, then the
-        unranked by estimate.
+        not_ranked_reason, change, change_significant, change_indicative``; by unit type, ranked units
+        by rank, then the unranked by estimate. ``change_indicative`` marks a change against the
+        unit's predecessors across the 2025 reform (``yoy_reform``; never significant or not).
     city
         One row per scope (unit types and ``all``) of the city-wide overall index, with ``change`` and
         ``change_significant`` from ``city_yoy`` (empty when there is no previous year).
@@ -68,6 +69,9 @@ class AnnualReport:
     national_trend, province_path, targets_plan
         Published national figures (percent), the province's published path (percent) and the
         plan's targets (shares) for the national-context chart.
+    reform
+        ``yoy_reform``: the indicative comparison of each unit reshaped by the 2025 reform with its
+        predecessors (``None`` when the units are the same both years or there is no previous year).
     design
         The saved design specification (``results/design.json``), for the methodology appendix.
     run_settings
@@ -93,6 +97,7 @@ class AnnualReport:
     design: DesignSpec
     run_settings: Settings
     deff_range: tuple[float, float] | None
+    reform: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,9 +105,13 @@ class AnnualReport:
 # --------------------------------------------------------------------------------------------
 
 
-def league_table(ranks: pd.DataFrame, units: pd.DataFrame, yoy: pd.DataFrame | None = None) -> pd.DataFrame:
+def league_table(ranks: pd.DataFrame, units: pd.DataFrame, yoy: pd.DataFrame | None = None,
+                 reform: pd.DataFrame | None = None) -> pd.DataFrame:
     """The league table rows: ``ranks`` with the units' names and last year's change of the overall
-    index; by unit type (:data:`GROUP_ORDER`), ranked units by rank, then unranked by estimate."""
+    index; by unit type (:data:`GROUP_ORDER`), ranked units by rank, then unranked by estimate.
+
+    A unit reshaped by the 2025 reform has no change of its own; its indicative change against its
+    predecessors (``reform``, not withheld) fills ``change`` with ``change_indicative`` True."""
     cols = ["unit_id", "unit_type", "estimate", "ci_low", "ci_high", "n", "publishable", "rank", "rank_ci_low",
             "rank_ci_high", "rank_ci_low_marginal", "rank_ci_high_marginal", "not_ranked_reason"]
     out = ranks[cols].merge(units[["unit_id", "name_vi", "name_en"]], on="unit_id", how="left", validate="one_to_one")
@@ -113,6 +122,12 @@ def league_table(ranks: pd.DataFrame, units: pd.DataFrame, yoy: pd.DataFrame | N
     else:
         out["change"] = float("nan")
         out["change_significant"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    out["change_indicative"] = False
+    if reform is not None and len(reform):
+        shown = reform.loc[~reform["withheld"]].set_index("unit_id")["change"]
+        fill = out["change"].isna() & out["unit_id"].isin(shown.index)
+        out.loc[fill, "change"] = out.loc[fill, "unit_id"].map(shown)
+        out.loc[fill, "change_indicative"] = True
     order = {t: i for i, t in enumerate(GROUP_ORDER)}
     out["_group"] = out["unit_type"].map(order).fillna(len(order))
     out["_ranked"] = out["rank"].isna()
@@ -157,7 +172,7 @@ def group_facts(league: pd.DataFrame, city: pd.DataFrame) -> pd.DataFrame:
 
 
 def sample_table(intake: pd.DataFrame, rates: pd.DataFrame, units: pd.DataFrame,
-                 groups: tuple[str, ...]) -> pd.DataFrame:
+                 unit_types: tuple[str, ...]) -> pd.DataFrame:
     """Questionnaires issued, returned, received, accepted and set aside by unit type, with a total.
 
     The unit type of a record comes from the units registry; records whose unit is not in the
@@ -168,7 +183,7 @@ def sample_table(intake: pd.DataFrame, rates: pd.DataFrame, units: pd.DataFrame,
     rates = rates.assign(unit_type=rates["unit_id"].map(types))
     counts = intake.groupby("unit_type")[["received", "accepted", "quarantined"]].sum()
     sent = rates.groupby("unit_type")[["issued", "returned"]].sum()
-    table = sent.join(counts, how="outer").reindex(list(groups)).fillna(0).astype("int64")
+    table = sent.join(counts, how="outer").reindex(list(unit_types)).fillna(0).astype("int64")
     total = pd.DataFrame({"issued": [rates["issued"].sum()], "returned": [rates["returned"].sum()],
                           "received": [intake["received"].sum()], "accepted": [intake["accepted"].sum()],
                           "quarantined": [intake["quarantined"].sum()]}, index=["total"]).astype("int64")
@@ -240,10 +255,11 @@ def run(paths: config.RunPaths, settings: Settings) -> AnnualReport:
     check_level(ranks, settings, str(schemas.result_path(paths, "ranks")))
     yoy = _read(paths, "yoy", required=False)
     city_yoy = _read(paths, "city_yoy", required=False)
+    reform = _read(paths, "yoy_reform", required=False)
     weights = _read(paths, "weight_diagnostics", required=False)
     groups = tuple(t for t in GROUP_ORDER if t in set(ranks["unit_type"])) + tuple(
         sorted(set(ranks["unit_type"]) - set(GROUP_ORDER)))
-    league = league_table(ranks, units, yoy)
+    league = league_table(ranks, units, yoy, reform)
     overall = city_overall(city, city_yoy)
     criteria = sorted(set().union(*(instrument_for_unit_type(g).criteria_codes for g in groups)))
     priorities = _read(paths, "priorities")
@@ -273,9 +289,26 @@ def run(paths: config.RunPaths, settings: Settings) -> AnnualReport:
         design=load_design_spec(paths),
         run_settings=full_settings(paths, settings),
         deff_range=deff,
+        reform=reform,
     )
 
 
 def unit_names(units: pd.DataFrame, lang: str) -> dict[str, Any]:
     """``unit_id -> name`` in the reader's language (for chart labels)."""
     return dict(zip(units["unit_id"], units[f"name_{lang}"]))
+
+
+def reform_summary(reform: pd.DataFrame) -> pd.DataFrame:
+    """Per unit type of ``yoy_reform``: units compared, withheld (by reason), and how many moved up
+    or down by more than their interval (indicative: an interval above or below 0)."""
+    rows = []
+    for unit_type, g in reform.groupby("unit_type", sort=False):
+        shown = g.loc[~g["withheld"]]
+        rows.append({"unit_type": unit_type, "n_units": len(g), "n_compared": len(shown),
+                     "n_low_coverage": int((g["reason"] == "low_coverage").sum()),
+                     "n_no_predecessor": int((g["reason"] == "no_predecessor").sum()),
+                     "n_below_min_n": int((g["reason"] == "below_min_n").sum()),
+                     "n_up": int((shown["change_ci_low"] > 0).sum()), "n_down": int((shown["change_ci_high"] < 0).sum()),
+                     "median_coverage": float(g["coverage"].median()),
+                     "bases": ",".join(sorted(set(g["basis"].dropna())))})
+    return pd.DataFrame(rows)

@@ -15,7 +15,11 @@ everything notebook ``50_index_ranking`` shows:
 * the plan 143/KH-UBND targets (``targets``), each unit's weakest criteria (``priorities``),
   the index by respondent group (``breakdowns``), the key-driver model (``key_drivers``);
 * with ``index_ranking.previous_results`` (last year's ``results/`` folder), year-on-year
-  changes for units (``yoy``) and the city (``city_yoy``).
+  changes for units (``yoy``) and the city (``city_yoy``);
+* with the year's administrative tables, model-based (Fay–Herriot) indices next to the direct
+  ones, borrowing strength from each unit's records (``small_area``, ``small_area_model``,
+  :func:`small_area_table`; the ``index_ranking.small_area_*`` settings). The published index
+  stays the direct one unless ``index_ranking.use_model_for_ranks``.
 
 Every interval is at ``common.level`` (no fixed 95 %). Small samples never produce confident
 claims: rows below ``common.min_publish_n`` or with a standard error of zero carry Wilson score
@@ -28,20 +32,21 @@ reason. The random draws of the rank confidence sets use ``common.seed`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from sipas_lib import crosswalk as xw
 from sipas_lib import index as ix
 from sipas_lib import published as pb
 from sipas_lib import ranking as rk
 from sipas_lib import schemas
-from sipas_lib.config import RunPaths
+from sipas_lib.config import PACKAGE_DIR, RunPaths
 from sipas_lib.instrument import Instrument, load_instrument
-from sipas_lib.settings import Settings
+from sipas_lib.settings import Settings, load_run_settings
 from sipas_lib.stages import StageError
 
 STAGE = "index_ranking"
@@ -56,13 +61,20 @@ BREAKDOWN_VARIABLES = ("gender", "age_group", "education", "channel", "field")
 RANKED_TYPES = ("department", "district", "commune", "ward", "province")
 #: Control limits of the funnel plot besides the run's level (Spiegelhalter's "3 sigma").
 FUNNEL_OUTER_LEVEL = 0.998
+#: Local unit types after the 2025 reform, and the legacy local type (pre-2025 districts) they replaced.
+LOCAL_TYPES = ("commune", "ward")
+LEGACY_LOCAL_TYPE = "district"
+#: The crosswalk across the reform when ``index_ranking.crosswalk`` is empty: Hà Nội's 30 districts ->
+#: 126 communes (area shares) and the merged departments.
+DEFAULT_CROSSWALK = PACKAGE_DIR / "registry" / "hanoi_crosswalk_2025.csv"
 
 
 @dataclass(frozen=True)
 class IndexRankingTables:
     """The result tables of stage 50 (each also written to ``results/<name>.parquet``).
 
-    ``yoy``/``city_yoy`` are ``None`` without a previous year, ``key_drivers`` when the model
+    ``yoy``/``city_yoy`` are ``None`` without a previous year, ``yoy_reform`` also when the units
+    are the same both years (otherwise it compares the reshaped units with their predecessors), ``key_drivers`` when the model
     cannot be fitted; ``skipped`` says why (table name -> message), ``national`` is the
     province's path in the published national SIPAS (not a run result: published figures).
     """
@@ -80,6 +92,10 @@ class IndexRankingTables:
     yoy: pd.DataFrame | None
     city_yoy: pd.DataFrame | None
     n_respondents: int
+    small_area: pd.DataFrame | None = None
+    small_area_model: pd.DataFrame | None = None
+    yoy_reform: pd.DataFrame | None = None
+    published_context: pd.DataFrame | None = None  # national profile: predecessors' published SIPAS
     skipped: Mapping[str, str] = field(default_factory=dict)
 
     def written(self) -> dict[str, pd.DataFrame]:
@@ -244,28 +260,182 @@ def driver_table(design, instrument: Instrument, city: pd.DataFrame) -> pd.DataF
 
 
 def change_tables(indices: pd.DataFrame, ranks: pd.DataFrame, city: pd.DataFrame, previous: Path, *,
-                  level: float, min_n: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+                  level: float, min_n: int, same_units: set[str] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Year-on-year changes of the units (``yoy``) and the city (``city_yoy``, when last year has it).
 
     Last year's tables are read with their contracts from ``previous`` (a ``results/`` folder);
-    no verdict below ``min_n`` or at SE 0 (:func:`sipas_lib.index.year_on_year`).
+    no verdict below ``min_n`` or at SE 0 (:func:`sipas_lib.index.year_on_year`). ``same_units``
+    (default: every unit) are the units compared with their own last-year figure; the others were
+    created or reshaped by the reform and are compared in ``yoy_reform`` (:func:`reform_table`).
+    Across the reform the previous year's ``district`` group is compared with each new local group
+    (:func:`legacy_scopes`), and ``scope_prev`` says so.
     """
-    try:
-        prev = schemas.read_result(previous, "indices")
-        prev_ranks = schemas.read_result(previous, "ranks", required=False)
-        prev_city = schemas.read_result(previous, "city_indices", required=False)
-    except schemas.ContractError as err:
-        raise StageError(f"index_ranking.previous_results = {previous}: {err}") from None
+    prev, prev_ranks, prev_city = _read_previous(previous)
     cur = indices.merge(ranks[["unit_id", "rank"]], on="unit_id", how="left")
+    if same_units is not None:
+        cur = cur[cur["unit_id"].isin(same_units)]
     if prev_ranks is not None:
         prev = prev.merge(prev_ranks[["unit_id", "rank"]], on="unit_id", how="left")
     yoy = ix.year_on_year(cur, prev, level=level, min_n=min_n)
     yoy = yoy.merge(indices[["unit_id", "unit_type"]].drop_duplicates(), on="unit_id", how="left")
     city_yoy = None
     if prev_city is not None:
-        city_yoy = ix.year_on_year(city, prev_city, keys=["scope", "level", "code"], rank=None, level=level,
-                                   min_n=min_n)
+        mapped = legacy_scopes(prev_city, set(city["scope"]))
+        city_yoy = ix.year_on_year(city, mapped.drop(columns="scope_prev"), keys=["scope", "level", "code"], rank=None,
+                                   level=level, min_n=min_n)
+        city_yoy = city_yoy.merge(mapped[["scope", "level", "code", "scope_prev"]], on=["scope", "level", "code"],
+                                  how="left", validate="one_to_one")
     return yoy, city_yoy
+
+
+def _read_previous(previous: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """Last year's ``indices``, ``ranks`` and ``city_indices`` (the last two optional), through their contracts."""
+    try:
+        return (schemas.read_result(previous, "indices"), schemas.read_result(previous, "ranks", required=False),
+                schemas.read_result(previous, "city_indices", required=False))
+    except schemas.ContractError as err:
+        raise StageError(f"index_ranking.previous_results = {previous}: {err}") from None
+
+
+def legacy_scopes(prev_city: pd.DataFrame, scopes: set[str]) -> pd.DataFrame:
+    """Last year's city rows with a ``scope_prev`` column; across the reform, the legacy local group
+    (:data:`LEGACY_LOCAL_TYPE`, ``district``) is copied to each new local group of this year
+    (:data:`LOCAL_TYPES`) that last year did not have, so the by-type comparison goes on.
+
+    The districts and the communes are different levels of government covering the same city:
+    the comparison is of the city's local level as a whole, and the report says so.
+    """
+    out = prev_city.assign(scope_prev=prev_city["scope"])
+    prev_scopes = set(prev_city["scope"])
+    if LEGACY_LOCAL_TYPE in prev_scopes and LEGACY_LOCAL_TYPE not in scopes:
+        legacy = out[out["scope"] == LEGACY_LOCAL_TYPE]
+        copies = [legacy.assign(scope=t) for t in LOCAL_TYPES if t in scopes and t not in prev_scopes]
+        out = pd.concat([out, *copies], ignore_index=True)
+    return out
+
+
+def load_crosswalk(option: str, paths: RunPaths) -> tuple[pd.DataFrame, Path]:
+    """The crosswalk of ``index_ranking.crosswalk`` (a CSV; empty: the shipped Hà Nội file
+    :data:`DEFAULT_CROSSWALK`), checked by :func:`sipas_lib.crosswalk.validate_crosswalk`.
+
+    A new unit's rows must share one ``basis``. Raises :class:`StageError` naming the file.
+    """
+    path = DEFAULT_CROSSWALK if not option else _resolve(option, paths)
+    if not path.is_file():
+        raise StageError(f"index_ranking.crosswalk = {option!r}: no such file")
+    try:
+        table = pd.read_csv(path, dtype={"old_unit_id": str, "new_unit_id": str, "basis": str})
+        xw.validate_crosswalk(table, where=str(path))
+    except (ValueError, pd.errors.ParserError) as err:
+        raise StageError(str(err)) from None
+    mixed = table.groupby("new_unit_id")["basis"].nunique()
+    if (mixed > 1).any():
+        raise StageError(f"{path}: the rows of new unit {mixed[mixed > 1].index[0]!r} mix bases; one basis per unit")
+    return table[xw.CROSSWALK_COLUMNS].reset_index(drop=True), path
+
+
+def reshaped_units(current: pd.DataFrame, previous: pd.DataFrame, crosswalk: pd.DataFrame | None) -> set[str]:
+    """Units of this year compared across the reform, not with their own last-year figure.
+
+    A unit is reshaped when last year had no unit with its id, or when the crosswalk gives it
+    another predecessor than itself (a department that absorbed another keeps its id but not
+    its extent). ``current``/``previous``: ``unit_id`` columns of the two years.
+    """
+    now, before = set(current["unit_id"]), set(previous["unit_id"])
+    out = now - before
+    if crosswalk is not None:
+        rows = crosswalk[crosswalk["new_unit_id"].isin(now & before)]
+        identity = (rows["old_unit_id"] == rows["new_unit_id"]) & (rows["share_of_new"] > 1 - 1e-9)
+        grown = set(rows.loc[~identity, "new_unit_id"])
+        out |= grown
+    return out
+
+
+def previous_covariance(previous: Path, *, rule: str) -> pd.DataFrame | None:
+    """Last year's design covariance of the units' overall indices
+    (:func:`sipas_lib.index.overall_covariance` on the design its weighting stage saved, rebuilt by
+    :func:`sipas_lib.stages.weighting.load_design` from the run folder around ``previous``).
+
+    ``None`` when that design cannot be rebuilt (no ``design.json``, or ``previous`` is not a
+    run's ``results/`` folder): the predecessors are then taken as independent.
+    """
+    from sipas_lib.stages import weighting as weighting_stage
+
+    if previous.name != "results":
+        return None
+    prev_paths = RunPaths(previous.parent, previous.parent)
+    if not weighting_stage.design_path(prev_paths).exists():
+        return None
+    try:
+        design = weighting_stage.load_design(prev_paths)
+        return ix.overall_covariance(design, load_instrument(INSTRUMENT), rule=rule)
+    except (StageError, ValueError, schemas.ContractError):
+        return None
+
+
+def reform_table(indices: pd.DataFrame, previous: pd.DataFrame, crosswalk: pd.DataFrame, units: set[str],
+                 covariance: pd.DataFrame | None, *, level: float, min_n: int, min_coverage: float) -> pd.DataFrame:
+    r"""Indicative comparison of each reshaped unit with its predecessors (``yoy_reform``).
+
+    For new unit :math:`c` with old units :math:`d` covering shares :math:`a_{dc}` of it (the
+    crosswalk's ``share_of_new``), over the old units with an overall index last year:
+    :math:`\hat\theta^{pred}_c = \sum_d w_{dc}\hat\theta_d`, :math:`w_{dc} = a_{dc}/\sum_{d'} a_{d'c}`,
+    :math:`SE_{pred} = \sqrt{w_c^\top\Sigma w_c}` with :math:`\Sigma` last year's design covariance
+    (``covariance``; its diagonal ``se**2`` when ``None``), and the change
+    :math:`\Delta = \hat\theta_c - \hat\theta^{pred}_c` with :math:`SE = \sqrt{SE_c^2 + SE_{pred}^2}` and a
+    normal interval at ``level`` (:func:`sipas_lib.crosswalk.predecessor_estimates`,
+    :func:`sipas_lib.crosswalk.cross_reform_change`). Withheld (``reason``) when the predecessors
+    cover less than ``min_coverage`` of the unit, when it has none, or when the unit has fewer
+    than ``min_n`` respondents this year. No significance verdict is ever given.
+
+    Parameters
+    ----------
+    indices, previous
+        This year's and last year's ``indices`` tables.
+    crosswalk
+        Validated crosswalk (:func:`load_crosswalk`).
+    units
+        The reshaped units (:func:`reshaped_units`).
+    """
+    cur = indices.loc[(indices["level"] == "overall") & indices["unit_id"].isin(units),
+                      ["unit_id", "unit_type", "n", "estimate", "se"]].drop_duplicates("unit_id")
+    old = previous.loc[previous["level"] == "overall", ["unit_id", "unit_type", "estimate", "se"]]
+    old = old[np.isfinite(old["estimate"].to_numpy(float)) & np.isfinite(old["se"].to_numpy(float))]
+    if covariance is not None:
+        old = old[old["unit_id"].isin(covariance.index)]
+    cw = crosswalk[crosswalk["new_unit_id"].isin(cur["unit_id"])]
+    pred = xw.predecessor_estimates(cw, old[["unit_id", "estimate", "se"]], covariance, min_coverage=min_coverage)
+    if pred.empty:
+        pred = pd.DataFrame({"new_unit_id": pd.Series(dtype=str), "estimate_pred": pd.Series(dtype=float),
+                             "se_pred": pd.Series(dtype=float), "coverage": pd.Series(dtype=float),
+                             "n_predecessors": pd.Series(dtype="int64"), "predecessors": pd.Series(dtype=str),
+                             "withheld": pd.Series(dtype=bool)})
+    out = xw.cross_reform_change(cur[["unit_id", "estimate", "se"]], pred, level=level)
+    out = out.merge(cur[["unit_id", "unit_type", "n"]], on="unit_id", how="left", validate="one_to_one")
+    out["predecessors"] = out["predecessors"].fillna("")
+    out["n_predecessors"] = out["n_predecessors"].fillna(0).astype("int64")
+    out["coverage"] = out["coverage"].fillna(0.0).astype(float)
+    old_type = dict(zip(old["unit_id"], old["unit_type"]))
+    pred_types = [sorted({old_type[d] for d in p.split(",") if d}) for p in out["predecessors"]]
+    out["predecessor_types"] = [",".join(t) for t in pred_types]
+    out["comparison"] = [("none" if not t else "merged" if t == [u] else "other_level")
+                         for t, u in zip(pred_types, out["unit_type"])]
+    basis = cw.drop_duplicates("new_unit_id").set_index("new_unit_id")["basis"]
+    out["basis"] = pd.array(out["unit_id"].map(basis), dtype="string")
+    reason = np.select([out["n_predecessors"] == 0, out["coverage"] < min_coverage, out["n"] < min_n],
+                       ["no_predecessor", "low_coverage", "below_min_n"], default="")
+    out["reason"] = pd.array([r or None for r in reason], dtype="string")
+    out["withheld"] = out["reason"].notna().to_numpy()
+    for col in ("change", "change_se", "change_ci_low", "change_ci_high"):
+        out.loc[out["withheld"], col] = np.nan
+    out["se_pred_method"] = pd.array(
+        np.where(out["estimate_pred"].isna(), None,
+                 "old_design_covariance" if covariance is not None else "independent_units"), dtype="string")
+    out["min_coverage"] = float(min_coverage)
+    out["conf_level"] = float(level)
+    cols = list(schemas.contract("yoy_reform").columns)
+    return out[cols].sort_values(["unit_type", "unit_id"], kind="stable").reset_index(drop=True)
 
 
 def national_path(province: str = "Ha Noi") -> pd.DataFrame:
@@ -293,6 +463,142 @@ def national_path(province: str = "Ha Noi") -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------
+# small-area estimates (issue 14): Fay–Herriot with the units' administrative records
+# ------------------------------------------------------------------------------------------------
+def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.DataFrame,
+                     covariates: pd.DataFrame, frame_weights: pd.Series, *, terms: list[str], method: str,
+                     transform: str, ratio_benchmark: bool, level: float, n_boot: int, n_draws: int,
+                     seed: int | None, official: str = "direct", direct_cov: pd.DataFrame | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Model-based (Fay–Herriot) indices per unit next to the direct ones (``small_area``, ``small_area_model``).
+
+    One model per ranked unit type (:func:`sipas_lib.small_area.fay_herriot`): the direct overall
+    index and its design variance, the covariates ``terms`` from ``covariates``
+    (:func:`sipas_lib.small_area.admin_covariates`). Units weighting left out (``excluded``) get
+    the synthetic estimate. Adds the parametric-bootstrap MSE (``n_boot`` draws, 0 = none), the
+    benchmarking check against the city's direct index of the type (aggregated with
+    ``frame_weights``, the units' weighted population; ``ratio_benchmark`` multiplies the
+    estimates by the ratio) and rank confidence sets from the model-based estimates and their MSE
+    matrix (MODEL-BASED; the league table ``ranks`` stays direct), and for comparison the direct
+    rank sets over the same units (those with a sample, below the publication minimum too; the design
+    covariance ``direct_cov`` of the overall indices, or independent units without it). Returns the
+    two tables and the unit types that could not be modelled (type -> reason).
+    """
+    from sipas_lib import small_area as sa
+
+    overall = indices.loc[indices["level"] == "overall", ["unit_id", "unit_type", "estimate", "se", "n"]]
+    left_out = excluded.loc[~excluded["unit_id"].isin(overall["unit_id"]), ["unit_id", "unit_type"]]
+    areas = pd.concat([overall, left_out.assign(estimate=np.nan, se=np.nan, n=0)], ignore_index=True)
+    areas = areas.merge(covariates, on="unit_id", how="left")
+    rows, models, skipped = [], [], {}
+    rng = np.random.default_rng(seed)
+    for unit_type, g in areas.loc[areas["unit_type"].isin(RANKED_TYPES)].groupby("unit_type", sort=True):
+        g = g.loc[g[terms].notna().all(axis=1)].reset_index(drop=True)
+        try:
+            fit = sa.fay_herriot(g, terms, method=method, transform=transform, level=level)
+        except ValueError as err:
+            skipped[str(unit_type)] = str(err)
+            continue
+        t = fit.table.assign(unit_type=unit_type)
+        sampled = (t["estimate_type"] != "synthetic_no_sample").to_numpy()
+        t["mse_bootstrap"] = np.nan
+        if n_boot > 0:
+            X = sa.design_matrix(g.loc[sampled], terms)
+            t.loc[sampled, "mse_bootstrap"] = sa.bootstrap_mse(fit, X, n_boot=n_boot, seed=rng)
+        hit = city.loc[(city["scope"] == unit_type) & (city["level"] == "overall"), "estimate"]
+        city_direct = float(hit.iloc[0]) if len(hit) else float("nan")
+        aggregate, ratio = sa.benchmark(t, frame_weights, city_direct)
+        t["model_estimate_benchmarked"] = np.clip(t["model_estimate"] * ratio, 0, 1) if np.isfinite(ratio) \
+            else np.nan
+        if ratio_benchmark and np.isfinite(ratio):
+            for col in ("model_estimate", "model_ci_low", "model_ci_high"):
+                t[col] = np.clip(t[col] * ratio, 0, 1)
+            t["model_se"] = t["model_se"] * ratio
+        # rank sets from the model-based estimates: the MSE matrix carried to the share scale (delta method)
+        scale = (t["model_se"] / np.sqrt(t["mse"])).to_numpy(float)
+        cov_share = fit.mse_cov.to_numpy() * np.outer(scale, scale)
+        ids = t["unit_id"].to_numpy()
+        sets = rk.rank_confidence_sets(pd.Series(t["model_estimate"].to_numpy(float), index=ids),
+                                       pd.DataFrame(cov_share, index=ids, columns=ids), level=level,
+                                       n_boot=n_draws, seed=seed)
+        t = t.merge(sets[["unit", "rank", "rank_ci_low", "rank_ci_high"]].rename(columns={
+            "unit": "unit_id", "rank": "model_rank", "rank_ci_low": "model_rank_ci_low",
+            "rank_ci_high": "model_rank_ci_high"}), on="unit_id", how="left")
+        s = t.loc[sampled]
+        est = pd.Series(s["direct"].to_numpy(float), index=s["unit_id"].to_numpy())
+        cov_d = (direct_cov.loc[est.index, est.index] if direct_cov is not None
+                 else pd.DataFrame(np.diag(s["direct_se"].to_numpy(float) ** 2), index=est.index, columns=est.index))
+        direct_sets = rk.rank_confidence_sets(est, cov_d, level=level, n_boot=n_draws, seed=seed)
+        t = t.merge(direct_sets[["unit", "rank", "rank_ci_low", "rank_ci_high"]].rename(columns={
+            "unit": "unit_id", "rank": "direct_rank", "rank_ci_low": "direct_rank_ci_low",
+            "rank_ci_high": "direct_rank_ci_high"}), on="unit_id", how="left")
+        rows.append(t)
+        models.append(fit.coefficients.assign(
+            unit_type=unit_type, area_variance=fit.area_variance, n_areas=fit.n_areas,
+            n_synthetic=int((t["estimate_type"] != "eblup").sum()),
+            n_smoothed=int(t["variance_smoothed"].sum()), city_direct=city_direct,
+            city_model=aggregate, benchmark_ratio=ratio, ratio_benchmarked=bool(ratio_benchmark),
+            mse_bootstrap_ratio=float(np.nanmedian(t["mse_bootstrap"] / t["mse"])) if n_boot > 0 else np.nan))
+    if not rows:
+        return _empty("small_area"), _empty("small_area_model"), skipped
+    out = pd.concat(rows, ignore_index=True).assign(method=method, transform=transform, official=official,
+                                                    conf_level=level)
+    for col in ("model_rank", "model_rank_ci_low", "model_rank_ci_high", "direct_rank", "direct_rank_ci_low",
+                "direct_rank_ci_high"):
+        out[col] = out[col].astype("Int64")
+    out["n"] = out["n"].astype("int64")
+    model = pd.concat(models, ignore_index=True).assign(method=method, transform=transform)
+    model["n_areas"] = model["n_areas"].astype("int64")
+    return (out[schemas.contract("small_area").columns].sort_values(["unit_type", "unit_id"]).reset_index(drop=True),
+            model[schemas.contract("small_area_model").columns], skipped)
+
+
+def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFrame, city: pd.DataFrame,
+                excluded: pd.DataFrame, cov: pd.DataFrame, skipped: dict[str, str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Stage 50's small-area step: covariates from the year's administrative tables, then :func:`small_area_table`.
+
+    Optional: without the administrative tables (or no unit type that can be modelled) nothing
+    is written and ``skipped["small_area"]`` says why.
+    """
+    from sipas_lib import admin_records as ar
+    from sipas_lib import small_area as sa
+
+    opts = settings.section(STAGE)
+    if not opts.get("small_area", True):
+        skipped["small_area"] = "index_ranking.small_area is false"
+        return None, None
+    missing = ar.AdminFiles.in_folder(paths.data_dir).missing()
+    if missing:
+        skipped["small_area"] = f"no administrative tables in {paths.data_dir}: {', '.join(missing)}"
+        return None, None
+    terms = list(opts["small_area_covariates"])
+    unknown = [t for t in terms if t not in sa.COVARIATES]
+    if unknown:
+        raise StageError(f"index_ranking.small_area_covariates: unknown {unknown}; choose from {list(sa.COVARIATES)}")
+    for key, allowed in (("small_area_method", sa.METHODS), ("small_area_transform", sa.TRANSFORMS)):
+        if opts[key] not in allowed:
+            raise StageError(f"index_ranking.{key} = {opts[key]!r}: choose one of {list(allowed)}")
+    try:
+        covariates = sa.admin_covariates(paths.data_dir, settings.year)
+    except (ValueError, FileNotFoundError) as err:
+        skipped["small_area"] = f"administrative tables of {paths.data_dir}: {err}"
+        return None, None
+    weights = pd.Series(np.asarray(design.w, float), index=design.data.index).groupby(
+        design.data["unit_id"].astype(str).to_numpy()).sum()
+    table, model, failed = small_area_table(
+        indices, city, excluded, covariates, weights, terms=terms, method=opts["small_area_method"],
+        transform=opts["small_area_transform"], ratio_benchmark=bool(opts["small_area_ratio_benchmark"]),
+        level=settings.level, n_boot=int(opts["small_area_bootstrap"]), n_draws=int(opts["n_draws"]),
+        seed=settings.seed, official="model" if opts["use_model_for_ranks"] else "direct", direct_cov=cov)
+    for unit_type, reason in failed.items():
+        skipped[f"small_area:{unit_type}"] = reason
+    if table.empty:
+        skipped["small_area"] = "no unit type could be modelled: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
+        return None, None
+    return table, model
+
+
+# ------------------------------------------------------------------------------------------------
 # plumbing
 # ------------------------------------------------------------------------------------------------
 def _empty(name: str) -> pd.DataFrame:
@@ -314,15 +620,68 @@ def _excluded_units(paths: RunPaths) -> pd.DataFrame:
     return schemas.read_result(paths, "units_excluded")[["unit_id", "unit_type", "reason"]]
 
 
+def _resolve(option: str, paths: RunPaths) -> Path:
+    """A path setting: absolute, else relative to the run folder when it exists there, else to the working folder."""
+    path = Path(option)
+    if not path.is_absolute():
+        path = (paths.run_dir / path) if (paths.run_dir / path).exists() else path.resolve()
+    return path
+
+
 def _previous_dir(option: str, paths: RunPaths) -> Path | None:
     if not option:
         return None
-    folder = Path(option)
-    if not folder.is_absolute():
-        folder = (paths.run_dir / folder) if (paths.run_dir / folder).exists() else folder.resolve()
+    folder = _resolve(option, paths)
     if not folder.is_dir():
         raise StageError(f"index_ranking.previous_results = {option!r}: no such folder")
     return folder
+
+
+def _changes(indices: pd.DataFrame, ranks: pd.DataFrame, city: pd.DataFrame, previous: Path, paths: RunPaths,
+             opts: Mapping, *, level: float, min_n: int, skipped: dict[str, str]):
+    """``yoy``, ``city_yoy`` and, when this year's units are not last year's, ``yoy_reform``."""
+    prev, _, _ = _read_previous(previous)
+    cur_units = indices[["unit_id"]].drop_duplicates()
+    crosswalk = None
+    if not set(cur_units["unit_id"]) <= set(prev["unit_id"]) or opts.get("crosswalk"):
+        crosswalk, _ = load_crosswalk(str(opts.get("crosswalk", "") or ""), paths)
+    reshaped = reshaped_units(cur_units, prev, crosswalk)
+    same = set(cur_units["unit_id"]) - reshaped
+    yoy, city_yoy = change_tables(indices, ranks, city, previous, level=level, min_n=min_n, same_units=same)
+    if city_yoy is None:
+        skipped["city_yoy"] = f"{previous} has no city_indices table"
+    if yoy.empty:
+        yoy, skipped["yoy"] = None, "no unit of this year has the same id and extent as last year"
+    reform = None
+    if reshaped:
+        rule = load_run_settings(previous.parent).section(STAGE).get("rule", opts["rule"])
+        cov = previous_covariance(previous, rule=rule)
+        if cov is None:
+            skipped["yoy_reform_covariance"] = (f"the design of {previous.parent} could not be rebuilt: predecessors "
+                                                "taken as independent")
+        reform = reform_table(indices, prev, crosswalk, reshaped, cov, level=level, min_n=min_n,
+                              min_coverage=float(opts.get("min_predecessor_coverage", 0.5)))
+    else:
+        skipped["yoy_reform"] = "the units are the same both years"
+    return yoy, city_yoy, reform
+
+
+def published_context(opts, year: int, ranks: pd.DataFrame, skipped: dict) -> pd.DataFrame | None:
+    """National profile (``index_ranking.published_context``): the predecessors' published SIPAS
+    beside each province of ``ranks`` (:func:`sipas_lib.published.predecessor_published` through
+    :func:`sipas_lib.crosswalk.province_crosswalk`, figures up to ``year - 1``); ``None`` otherwise."""
+    if not opts.get("published_context", False):
+        skipped["published_context"] = "index_ranking.published_context is off (the national profile turns it on)"
+        return None
+    from sipas_lib import crosswalk as cw
+    from sipas_lib import published
+
+    mapping = cw.province_crosswalk()
+    mapping = mapping[mapping["new_unit_id"].isin(set(ranks["unit_id"]))]
+    if mapping.empty:
+        skipped["published_context"] = "no ranked unit is a province of the 2025 reform"
+        return None
+    return published.predecessor_published(mapping, up_to_year=int(year) - 1)
 
 
 def run(paths: RunPaths, settings: Settings) -> IndexRankingTables:
@@ -370,17 +729,20 @@ def run(paths: RunPaths, settings: Settings) -> IndexRankingTables:
     except ValueError as err:
         drivers, skipped["key_drivers"] = None, str(err)
     previous = _previous_dir(opts["previous_results"], paths)
-    yoy = city_yoy = None
+    yoy = city_yoy = reform = None
     if previous is None:
         skipped["yoy"] = "index_ranking.previous_results is empty"
     else:
-        yoy, city_yoy = change_tables(indices, ranks, city, previous, level=level, min_n=min_n)
-        if city_yoy is None:
-            skipped["city_yoy"] = f"{previous} has no city_indices table"
+        yoy, city_yoy, reform = _changes(indices, ranks, city, previous, paths, opts, level=level, min_n=min_n,
+                                         skipped=skipped)
     tables = IndexRankingTables(
         indices=indices, city_indices=city, ranks=ranks, rank_pairs=pairs, funnel_points=points,
         funnel_limits=limits, targets=targets, priorities=priorities, breakdowns=breakdowns,
-        key_drivers=drivers, yoy=yoy, city_yoy=city_yoy, n_respondents=int(design.n), skipped=skipped)
+        key_drivers=drivers, yoy=yoy, city_yoy=city_yoy, n_respondents=int(design.n), yoy_reform=reform,
+        skipped=skipped)
+    small_area, small_area_model = _small_area(paths, settings, design, indices, city, excluded, cov, skipped)
+    tables = replace(tables, small_area=small_area, small_area_model=small_area_model)
+    tables = replace(tables, published_context=published_context(opts, settings.year, ranks, skipped))
     for name in schemas.stage_outputs(STAGE, main_only=False):
         table = getattr(tables, name)
         if table is None:

@@ -141,8 +141,8 @@ def run(paths: config.RunPaths, settings: Settings) -> IntakeTables:
     try:
         units = inputs.read_input(data_dir, "units")
         sample = inputs.read_input(data_dir, "sample", units=units)
-        result = intake.intake_year(data_dir, units, year=settings.year, sheet=options["sheet"],
-                                    header_row=options["header_row"])
+        result = intake.intake_year(data_dir, units, files=national_response_files(data_dir), year=settings.year,
+                                    sheet=options["sheet"], header_row=options["header_row"])
     except (inputs.InputError, intake.IntakeError) as err:
         raise StageError(str(err)) from err
     if result.accepted.empty:
@@ -166,3 +166,25 @@ def run(paths: config.RunPaths, settings: Settings) -> IntakeTables:
         input_warnings=tuple(warnings), date_problems=result.date_problems,
         rates_by_unit=rr["unit"], rates_by_type_mode=rr["type_mode"], rate_overall=rr["overall"], forms=forms,
     )
+
+
+#: The response file of the ministry's national survey (``sipas demo --profile national``).
+NATIONAL_RESPONSES = "responses_national.csv"
+
+
+def national_response_files(data_dir: str | Path) -> dict[str, Instrument] | None:
+    """The national survey's response file when ``data_dir`` is a national year (it holds
+    :data:`NATIONAL_RESPONSES`), else ``None`` (the city's files, :data:`sipas_lib.intake.DEFAULT_FILES`).
+
+    The national survey draws its respondents in communes and asks them the commune form
+    (:data:`sipas_lib.instrument.FORM_OF_UNIT_TYPE` maps ``province`` to it); the form is taken in
+    for the unit type the registry gives the reporting units (provinces), so intake does not set
+    the records aside as the wrong form.
+    """
+    import dataclasses
+
+    from sipas_lib.instrument import instrument_for_unit_type
+
+    if not (Path(data_dir) / NATIONAL_RESPONSES).exists():
+        return None
+    return {NATIONAL_RESPONSES: dataclasses.replace(instrument_for_unit_type("province"), unit_type=None)}

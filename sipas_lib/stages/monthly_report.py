@@ -7,11 +7,13 @@ date, attaches each unit's type from the units registry, and writes ``monthly_co
 ``monthly_overdue_reasons`` and ``monthly_overview``. The notebook lays the counts out as Mẫu số 1
 (departments) and Mẫu số 2 (districts) with :mod:`sipas_lib.admin_reports`.
 
-Settings: ``monthly_report.month`` (0 = the latest month with dossiers), ``monthly_report.unit``
+Settings: ``monthly_report.month`` (0 = the latest month with dossiers), ``monthly_report.unit_id``
 ("" = the whole city; a unit id = the report of that unit; the tables always cover every unit).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from dataclasses import dataclass
 
@@ -91,6 +93,20 @@ def reporting_month(setting: int, data_dir, year: int) -> int:
     return int(setting) or admin_records.latest_month(data_dir, year)
 
 
+def not_applicable(paths: config.RunPaths) -> str | None:
+    """Why the monthly report has nothing to report for this year: no administrative record file at all.
+
+    A year's folder with survey files only is a normal use of the workbench; the runner then skips
+    this stage with this reason (shown on the index page) instead of failing the run. A folder with
+    some of the five files but not all is an error of :func:`compute`, naming the missing ones.
+    """
+    files = admin_records.AdminFiles.in_folder(paths.data_dir)
+    if len(files.missing()) == len(dataclasses.fields(files)):
+        return (f"no administrative records (dossiers.parquet, procedures.csv, …) in {paths.data_dir}: "
+                "the monthly Phụ lục 3 report is not produced")
+    return None
+
+
 def compute(paths: config.RunPaths, settings: Settings) -> MonthlyReport:
     """Aggregate the records and attach unit types; nothing is written."""
     options = settings.section("monthly_report")
@@ -100,9 +116,9 @@ def compute(paths: config.RunPaths, settings: Settings) -> MonthlyReport:
         raise StageError(f"{paths.data_dir}: administrative record file(s) {', '.join(missing)} not found; "
                          "the monthly report needs all five (see docs/CONTRACTS.md)")
     units = registry(paths)
-    unit_id = str(options["unit"]).strip()
+    unit_id = str(options["unit_id"]).strip()
     if unit_id and unit_id not in set(units["unit_id"].astype(str)):
-        raise StageError(f"monthly_report.unit = {unit_id!r} is not in the units registry (units.csv)")
+        raise StageError(f"monthly_report.unit_id = {unit_id!r} is not in the units registry (units.csv)")
     year = settings.year
     try:
         month = reporting_month(options["month"], paths.data_dir, year)

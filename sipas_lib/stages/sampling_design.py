@@ -41,6 +41,8 @@ STAGE = "sampling_design"
 P_ASSUMED = 0.5
 #: Planned questionnaires per unit type: settings key of each surveyed unit type.
 TOTAL_SETTINGS = {"department": "total_departments", "district": "total_districts"}
+#: Unit type -> the group its questionnaires are planned in: wards share the communes' total (two-tier years).
+PLAN_GROUP = {"ward": "commune"}
 #: Allocations always shown for comparison (method -> power exponent).
 COMPARED_METHODS = (("equal", None), ("proportional", None), ("power", 0.5))
 MAILING_LIST_FILE = "mailing_list.csv"
@@ -118,9 +120,17 @@ class SamplingDesign:
         return out
 
 
-def planned_totals(options: Mapping[str, object]) -> dict[str, int]:
-    """Planned questionnaires per unit type from the stage's settings (types with 0 are left out)."""
+def planned_totals(options: Mapping[str, object], units: pd.DataFrame | None = None) -> dict[str, int]:
+    """Planned questionnaires per unit type from the stage's settings (types with 0 are left out).
+
+    ``total_districts`` is the local units' total: after the 2025 reform (``units`` without
+    districts but with communes or wards) it goes to the communes and wards, planned as one group
+    ``commune`` (:data:`PLAN_GROUP`).
+    """
     totals = {unit_type: int(options[key]) for unit_type, key in TOTAL_SETTINGS.items()}
+    if units is not None and not units["unit_type"].eq("district").any() and units["unit_type"].isin(
+            ["commune", "ward"]).any():
+        totals["commune"] = totals.pop("district")
     return {t: n for t, n in totals.items() if n > 0}
 
 
@@ -174,7 +184,7 @@ def compare_methods(frame_counts: pd.DataFrame, totals: Mapping[str, int], optio
     for unit_type, total in totals.items():
         cmp = sp.compare_allocations(frame_counts.loc[frame_counts["unit_type"] == unit_type], total, specs,
                                      minimum=int(options["minimum_per_unit"]), maximum=maximum, p=P_ASSUMED,
-                                     confidence=level, response_rate=float(options["expected_response_rate"]))
+                                     level=level, response_rate=float(options["expected_response_rate"]))
         keys = cmp.pop("label")
         cmp.insert(0, "unit_type", unit_type)
         cmp.insert(1, "method", [m for m, _ in keys])
@@ -218,10 +228,12 @@ def run(paths: config.RunPaths, settings: Settings) -> SamplingDesign:
         units = load_units(units_path)
     except (ValueError, FileNotFoundError) as err:
         raise StageError(str(err)) from err
-    planned = planned_totals(options)
+    planned = planned_totals(options, units)
     if not planned:
         raise StageError(f"settings {STAGE}: total_departments and total_districts are both 0: nothing to plan")
-    in_scope = units.loc[units["unit_type"].isin(list(planned)), ["unit_id", "unit_type"]]
+    true_type = units.set_index("unit_id")["unit_type"]
+    grouped = units.assign(unit_type=units["unit_type"].replace(PLAN_GROUP))
+    in_scope = grouped.loc[grouped["unit_type"].isin(list(planned)), ["unit_id", "unit_type"]]
     frame, counts, outside = _read_frame(paths.data_dir, in_scope)
     fc = counts.merge(in_scope, on="unit_id")
     totals, capacity = capped_totals(fc, planned, maximum)
@@ -230,14 +242,14 @@ def run(paths: config.RunPaths, settings: Settings) -> SamplingDesign:
                          f"({', '.join(planned)}): nothing to draw from")
 
     unit_n = fc.groupby(["unit_type", "unit_id"], as_index=False)["N"].sum()
-    unit_n["n_needed"] = sp.sample_size(margin, confidence=level, population=unit_n["N"].to_numpy(),
+    unit_n["n_needed"] = sp.sample_size(margin, level=level, population=unit_n["N"].to_numpy(),
                                         response_rate=response_rate)
     method = str(options["allocation_method"])
     sd = ({u: np.sqrt(P_ASSUMED * (1 - P_ASSUMED)) for u in in_scope["unit_id"]} if method == "neyman" else None)
     try:
-        alloc = sp.allocate_by_type(fc, units, totals, method=method, exponent=float(options["power_exponent"]),
+        alloc = sp.allocate_by_type(fc, in_scope, totals, method=method, exponent=float(options["power_exponent"]),
                                     minimum=int(options["minimum_per_unit"]), maximum=maximum, sd=sd, p=P_ASSUMED,
-                                    confidence=level, response_rate=response_rate)
+                                    level=level, response_rate=response_rate)
         strata = sp.allocate_within(fc, alloc)
     except ValueError as err:
         raise StageError(f"{paths.data_dir}: the plan does not fit the frame: {err}") from err
@@ -246,6 +258,7 @@ def run(paths: config.RunPaths, settings: Settings) -> SamplingDesign:
     unit_cols = alloc[["unit_id", "N", "n", "sampling_fraction", "moe", "n_needed", "meets_target", "method"]].rename(
         columns={"N": "N_unit", "n": "n_unit", "sampling_fraction": "f_unit", "moe": "moe_unit"})
     allocation = strata.merge(alloc[["unit_id", "unit_type"]], on="unit_id").merge(unit_cols, on="unit_id")
+    allocation["unit_type"] = allocation["unit_id"].map(true_type)  # the registry's type (a ward stays a ward)
     schemas.write_result(paths, "sampling_allocation", allocation)
     comparisons = compare_methods(fc, totals, options, maximum, level)
 
@@ -254,6 +267,7 @@ def run(paths: config.RunPaths, settings: Settings) -> SamplingDesign:
     sample = sp.select(frame, strata, str(options["selection_method"]), seed=settings.seed,
                        reserve=float(options["reserve_share"]), recheck=float(options["recheck_share"]))
     sample = sp.assign_form_ids(sample, units).merge(in_scope, on="unit_id", how="left")
+    sample["unit_type"] = sample["unit_id"].map(true_type)
     contacts = mailing_list(sample, paths.data_dir / "frame.parquet")
     mailing = write_csv(contacts, paths.private / MAILING_LIST_FILE)
     design = sample.drop(columns=["transaction_id"])

@@ -288,7 +288,9 @@ def run(paths: config.RunPaths, settings: Settings) -> WeightingResult:
         with warnings.catch_warnings():
             # responses whose form id is not in the sample are counted in weighting_summary
             warnings.filterwarnings("ignore", message=".*form_id not in the sample.*", category=RuntimeWarning)
-            built = wt.build_annual_design(responses, sample, frame_counts, items=items, **options(settings))
+            built = (build_national(paths, settings, responses, sample, frame_counts, items)
+                     if design_kind(settings) == "national" else
+                     wt.build_annual_design(responses, sample, frame_counts, items=items, **options(settings)))
     except ValueError as err:
         raise StageError(f"weighting of {schemas.result_path(paths, 'responses')} with "
                          f"{Path(paths.data_dir) / 'sample.csv'} and {Path(paths.data_dir) / 'frame_counts.csv'}: "
@@ -312,3 +314,62 @@ def run(paths: config.RunPaths, settings: Settings) -> WeightingResult:
         written[name] = table[[c for c in schemas.contract(name).columns if c in table.columns]]
     save_design_spec(paths, spec)
     return WeightingResult(design, spec, written)
+
+
+# --------------------------------------------------------------------------------------------
+# the national design (profile "national": strata = province, PSU = commune drawn PPS)
+# --------------------------------------------------------------------------------------------
+#: The national sample's first-stage frame in the year's folder (``sipas_lib.weighting.PSU_FRAME_COLUMNS``).
+PSU_FRAME_FILE = "psu_frame.csv"
+
+
+def design_kind(settings: Settings) -> str:
+    """``city`` or ``national`` (settings ``weighting.design``); anything else is a :class:`StageError`."""
+    kind = str(settings.section(STAGE).get("design", "city"))
+    if kind not in wt.DESIGN_KINDS:
+        raise StageError(f"settings weighting.design: {kind!r} is not one of {', '.join(wt.DESIGN_KINDS)}")
+    return kind
+
+
+def read_psu_frame(data_dir: str | Path) -> pd.DataFrame:
+    """``psu_frame.csv``: every commune of every surveyed province with its measure of size,
+    first-stage inclusion probability and whether it was drawn; :class:`StageError` naming file,
+    row and column when a column is missing or a value is not what it must be."""
+    from sipas_lib.inputs import read_delimited
+
+    path = Path(data_dir) / PSU_FRAME_FILE
+    try:
+        raw = read_delimited(path, expected_columns=wt.PSU_FRAME_COLUMNS)
+    except (InputError, OSError) as err:
+        raise StageError(f"{path}: the national design needs the first-stage frame of communes: {err}") from err
+    missing = [c for c in wt.PSU_FRAME_COLUMNS if c not in raw.columns]
+    if missing:
+        raise StageError(f"{path}: missing column(s) {missing}; expected {', '.join(wt.PSU_FRAME_COLUMNS)}")
+    out = pd.DataFrame({"unit_id": raw["unit_id"].str.strip(), "commune_id": raw["commune_id"].str.strip()})
+    checks = {"size": (lambda v: v >= 0, "a size ≥ 0"), "incl_prob_psu": (lambda v: (v > 0) & (v <= 1), "a probability in (0, 1]")}
+    for col, (ok, what) in checks.items():
+        values = pd.to_numeric(raw[col], errors="coerce")
+        bad = values.isna() | ~ok(values)
+        if bad.any():
+            row = raw.index[bad.to_numpy()][0]
+            raise StageError(f"{path}: row {row}, column {col}: expected {what}, found {raw.at[row, col]!r}")
+        out[col] = values.to_numpy(float)
+    flags = raw["selected"].str.strip().str.lower()
+    bad = ~flags.isin(["true", "false", "1", "0"])
+    if bad.any():
+        row = raw.index[bad.to_numpy()][0]
+        raise StageError(f"{path}: row {row}, column selected: expected True or False, found {raw.at[row, 'selected']!r}")
+    out["selected"] = flags.isin(["true", "1"]).to_numpy()
+    return out
+
+
+def build_national(paths: config.RunPaths, settings: Settings, responses: pd.DataFrame, sample: pd.DataFrame,
+                   frame_counts: pd.DataFrame, items: list[str]) -> wt.AnnualDesign:
+    """The national design (:func:`sipas_lib.weighting.build_national_design`) from the year's
+    ``psu_frame.csv`` and the weighting settings (``calibration``: poststratify | none; ``trim_ratio``)."""
+    own = options(settings)
+    if own["calibration"] not in wt.NATIONAL_CALIBRATIONS:
+        raise StageError(f"settings weighting.calibration: the national design calibrates with "
+                         f"{' or '.join(wt.NATIONAL_CALIBRATIONS)}, not {own['calibration']!r}")
+    return wt.build_national_design(responses, sample, read_psu_frame(paths.data_dir), frame_counts,
+                                    calibration=own["calibration"], trim_ratio=own["trim_ratio"], items=items)
