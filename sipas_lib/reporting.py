@@ -328,8 +328,16 @@ def chart_style() -> dict[str, Any]:
         "image.cmap": "Greys",
         "legend.frameon": False,
         "text.parse_math": False,
+        "svg.fonttype": "path",  # text drawn as outlines: the SVG needs no font where it is opened
+        "svg.hashsalt": "sipas",  # stable element ids, so the same run writes the same page
     }
     mpl.rcParams.update(style)
+    try:  # charts shown by plt.show() in a notebook are vector (SVG), like show_figure's
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("svg")
+    except ImportError:  # pragma: no cover - outside Jupyter
+        pass
     return style
 
 
@@ -388,18 +396,19 @@ def show_html(html_text: str) -> None:
 
 
 def show_figure(fig: Any) -> None:
-    """Display a matplotlib figure (e.g. from :mod:`sipas_lib.charts`) as an embedded PNG.
+    """Display a matplotlib figure (e.g. from :mod:`sipas_lib.charts`) as embedded SVG.
 
     The image is rendered here, not by the notebook's matplotlib backend, so a figure built
-    without ``pyplot`` shows exactly once and the HTML page opens offline.
+    without ``pyplot`` shows exactly once and the HTML page opens offline. SVG keeps charts
+    vector in the HTML and in the PDF made from it.
     """
     import io
 
-    from IPython.display import Image, display
+    from IPython.display import SVG, display
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
-    display(Image(buffer.getvalue(), format="png"))
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    display(SVG(buffer.getvalue()))
 
 
 def show_table(df: "pd.DataFrame", caption: str | None = None, flag_column: str | None = None) -> None:
