@@ -666,8 +666,9 @@ def test_notebook_runs_and_keeps_personal_data_private(tmp_path):
         papermill.execute_notebook(
             str(config.NOTEBOOKS_DIR / "10_sampling_design.ipynb"),
             str(run / "out.ipynb"),
-            parameters=dict(data_dir=str(data), run_dir=str(run), total_departments=120,
-                            total_districts=150, minimum_per_unit=20, lang="en"),
+            parameters=dict(data_dir=str(data), run_dir=str(run), common={"lang": "en"},
+                            stage_settings={"total_departments": 120, "total_districts": 150,
+                                            "minimum_per_unit": 20}),
             kernel_name="python3",
             progress_bar=False,
         )
