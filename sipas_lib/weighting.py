@@ -861,6 +861,38 @@ def units_without_usable_forms(responses: pd.DataFrame, sample: pd.DataFrame,
     return out.drop(columns="usable").sort_values("unit_id").reset_index(drop=True)
 
 
+def _matched_to_sample(smp: pd.DataFrame, resp: pd.DataFrame, items, unmatched: str, stacklevel: int):
+    """Responses matched one to one to the issued sample, and units without a usable form left out.
+
+    Returns ``(sample, responses, excluded)`` with ``excluded`` the ``(unit_id, reason)`` pairs of
+    :func:`units_without_usable_forms` (when ``items`` is given). Shared by the city and the
+    national designs.
+    """
+    if smp["form_id"].duplicated().any():
+        raise ValueError("sample.csv lists a form_id twice")
+    if resp["form_id"].duplicated().any():
+        raise ValueError(f"responses contain duplicated form_id(s), e.g. {resp.form_id[resp.form_id.duplicated()].iloc[0]!r}")
+    unknown = ~resp["form_id"].isin(smp["form_id"])
+    if unknown.any():
+        msg = (f"{int(unknown.sum())} response(s) have a form_id not in the sample "
+               f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
+        if unmatched == "error":
+            raise ValueError(msg)
+        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=stacklevel)
+        resp = resp[~unknown]
+    excluded: tuple[tuple[str, str], ...] = ()
+    if items is not None:
+        unusable = units_without_usable_forms(resp, smp, items)
+        if len(unusable):
+            excluded = tuple(zip(unusable["unit_id"], unusable["reason"]))
+            drop = set(unusable["unit_id"])
+            smp = smp[~smp["unit_id"].astype(str).isin(drop)]
+            resp = resp[~resp["unit_id"].astype(str).isin(drop)]
+            if resp.empty:
+                raise ValueError(f"no unit has a usable questionnaire ({len(drop)} unit(s) without one)")
+    return smp, resp, excluded
+
+
 def build_annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_counts: pd.DataFrame,
                         nonresponse_cells: Sequence[str] = ("unit_id", "survey_mode"),
                         calibration: str = "poststratify", trim_ratio: float | None = 3.5,
@@ -896,28 +928,7 @@ def build_annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_cou
     smp["form_id"] = smp["form_id"].astype(str)
     resp = responses.copy()
     resp["form_id"] = resp["form_id"].astype(str)
-    if smp["form_id"].duplicated().any():
-        raise ValueError("sample.csv lists a form_id twice")
-    if resp["form_id"].duplicated().any():
-        raise ValueError(f"responses contain duplicated form_id(s), e.g. {resp.form_id[resp.form_id.duplicated()].iloc[0]!r}")
-    unknown = ~resp["form_id"].isin(smp["form_id"])
-    if unknown.any():
-        msg = (f"{int(unknown.sum())} response(s) have a form_id not in the sample "
-               f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
-        if unmatched == "error":
-            raise ValueError(msg)
-        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=_stacklevel)
-        resp = resp[~unknown]
-    excluded: tuple[tuple[str, str], ...] = ()
-    if items is not None:
-        unusable = units_without_usable_forms(resp, smp, items)
-        if len(unusable):
-            excluded = tuple(zip(unusable["unit_id"], unusable["reason"]))
-            drop = set(unusable["unit_id"])
-            smp = smp[~smp["unit_id"].astype(str).isin(drop)]
-            resp = resp[~resp["unit_id"].astype(str).isin(drop)]
-            if resp.empty:
-                raise ValueError(f"no unit has a usable questionnaire ({len(drop)} unit(s) without one)")
+    smp, resp, excluded = _matched_to_sample(smp, resp, items, unmatched, _stacklevel + 1)
     smp = base_weights(smp)
     smp["responded"] = smp["form_id"].isin(resp["form_id"])
     smp = nonresponse_adjust(smp, "responded", list(nonresponse_cells), fallback="unit_id")
@@ -1115,29 +1126,8 @@ def build_national_design(responses: pd.DataFrame, sample: pd.DataFrame, psu_fra
         row = smp.loc[off].iloc[0]
         raise ValueError(f"form {row.form_id}: commune {row.commune_id!r} is not a selected commune of province "
                          f"{row.unit_id!r} in psu_frame")
-    if smp["form_id"].duplicated().any():
-        raise ValueError("the sample lists a form_id twice")
     resp = responses.assign(form_id=responses["form_id"].astype(str))
-    if resp["form_id"].duplicated().any():
-        raise ValueError(f"responses contain duplicated form_id(s), e.g. {resp.form_id[resp.form_id.duplicated()].iloc[0]!r}")
-    unknown = ~resp["form_id"].isin(smp["form_id"])
-    if unknown.any():
-        msg = (f"{int(unknown.sum())} response(s) have a form_id not in the sample "
-               f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
-        if unmatched == "error":
-            raise ValueError(msg)
-        warnings.warn(msg + " and are left out", RuntimeWarning, stacklevel=2)
-        resp = resp[~unknown]
-    excluded: tuple[tuple[str, str], ...] = ()
-    if items is not None:
-        unusable = units_without_usable_forms(resp, smp, items)
-        if len(unusable):
-            excluded = tuple(zip(unusable["unit_id"], unusable["reason"]))
-            drop = set(unusable["unit_id"])
-            smp = smp[~smp["unit_id"].isin(drop)]
-            resp = resp[~resp["unit_id"].astype(str).isin(drop)]
-            if resp.empty:
-                raise ValueError(f"no province has a usable questionnaire ({len(drop)} without one)")
+    smp, resp, excluded = _matched_to_sample(smp, resp, items, unmatched, 3)
     smp = base_weights(smp)
     smp["responded"] = smp["form_id"].isin(resp["form_id"])
     smp = nonresponse_adjust(smp, "responded", ["unit_id"])
