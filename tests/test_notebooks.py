@@ -181,3 +181,27 @@ def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, 
     for name in tables:
         pd.testing.assert_frame_equal(pd.read_parquet(first / name),
                                       pd.read_parquet(tmp_path / "again" / "results" / name), obj=name)
+
+
+#: A cell a spreadsheet would run: starts with = + - @ tab or CR and is not a plain number.
+LIVE_FORMULA = re.compile(r"^[=+\-@\t\r](?![\d.,\s%]*$)")
+
+
+def test_no_file_for_people_holds_a_live_formula(tiny_run):
+    # issue 11, §5: every CSV/XLSX the run writes for people (quarantine list, Excel reports,
+    # the mailing list in the private folder) has formula-like cells neutralised
+    from openpyxl import load_workbook
+
+    summary, _ = tiny_run
+    folders = [summary.run_dir, config.RAW_DIR / "private" / summary.run_dir.name]
+    files = [p for folder in folders if folder.exists() for p in folder.rglob("*") if p.suffix in (".csv", ".xlsx")]
+    assert any(p.suffix == ".csv" for p in files) and any(p.suffix == ".xlsx" for p in files)
+    for path in files:
+        if path.suffix == ".csv":
+            cells = pd.read_csv(path, dtype=str, keep_default_na=False).to_numpy().ravel().tolist()
+            live = [c for c in cells if LIVE_FORMULA.match(c)]
+        else:  # in a workbook only a formula cell runs (openpyxl stores text starting with "=" as one)
+            book = load_workbook(path, read_only=True)
+            cells = [c for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for c in row]
+            live = [c for c in cells if isinstance(c, str) and c.startswith("=")]
+        assert not live, f"{path.name}: cells a spreadsheet would run: {live[:3]}"
