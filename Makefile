@@ -10,7 +10,7 @@ REPORT_LANG  ?= vi
 RUN    ?= $(YEAR)-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo report report-national report-en report-pdf pdf test test-fast bench lab clean
+.PHONY: help venv demo report report-national report-en report-pdf pdf test test-fast bench bench-scale lab clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,10 +45,13 @@ test: demo ## Run the whole test suite (unit, parity, simulation and notebook ti
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no demo year built (under a minute)
-	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation and not slow"
+	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation and not slow and not spark"
 
-bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists)
-	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists; not the national scale)
+	@for f in bench/bench_*.py; do case $$f in *_scale.py) continue;; esac; echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+bench-scale: $(STAMP) ## National scale: 3,921 units, 400,000 forms and 100M dossiers generated (bench/.data/), whole run timed
+	$(BIN)/python bench/bench_scale.py --seed $(SEED)
 
 lab: $(STAMP) ## Open JupyterLab with the project's environment as the python3 kernel
 	$(BIN)/jupyter lab notebooks/

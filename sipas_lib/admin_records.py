@@ -1,12 +1,15 @@
 """Administrative records of a year aggregated for the monthly SIPAS report (Phụ lục 3).
 
-Core layer: DuckDB over Parquet, no presentation. The dossier table can hold millions of rows, so
-it is aggregated by DuckDB directly over the Parquet file (one scan with conditional aggregates,
-one for procedure coverage); the same SQL runs on a distributed engine when one machine is no
-longer enough. The report layer (:mod:`sipas_lib.admin_reports`) lays the counts out as the
+Core layer, no presentation. The dossier table can hold hundreds of millions of rows, so it is
+aggregated where it lies, never loaded into pandas: the aggregation is written once as Ibis
+expressions (one scan with conditional counts, one for procedure coverage, one for overdue
+reasons) that run unchanged on DuckDB over Parquet (the default, out of core) or on Spark when one
+machine is no longer enough (:mod:`sipas_lib.dossier_engine`; ``monthly_report.engine``). The
+report layer (:mod:`sipas_lib.admin_reports`) lays the counts out as the
 template; the stage (:mod:`sipas_lib.stages.monthly_report`) writes them as result tables.
 
-Inputs: ``dossiers.parquet``, ``procedures.csv``, ``feedback.parquet``, ``apologies.parquet``,
+Inputs: ``dossiers.parquet`` (or the same table partitioned by month of reception,
+``dossiers/year=YYYY/month=MM/part-*.parquet``), ``procedures.csv``, ``feedback.parquet``, ``apologies.parquet``,
 ``opinions.parquet`` (schemas in docs/CONTRACTS.md).
 
 Definitions, for a period P = [start, end] (the month, or 1 January to the month's end):
@@ -36,12 +39,16 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import pandas as pd
 
-CHANNELS = ("direct", "online_l3", "online_l4", "postal")
-FIELDS = ("justice", "labour_social", "land_environment", "construction_urban", "other")
+from sipas_lib import dossier_engine
+from sipas_lib.config import CHANNELS, FIELDS
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
 PERIODS = ("month", "ytd")
 #: Channels whose procedures declare an offer flag in ``procedures.csv``.
 OFFER_FLAGS = {"online_l3": "offers_online_l3", "online_l4": "offers_online_l4", "postal": "offers_postal"}
@@ -86,8 +93,10 @@ class AdminFiles:
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike) -> "AdminFiles":
+        """The files of ``folder``; the dossiers are its ``dossiers/`` folder (partitioned by month) when
+        there is one, else ``dossiers.parquet`` (:func:`sipas_lib.dossier_engine.dossier_path`)."""
         f = Path(folder)
-        return cls(f / "dossiers.parquet", f / "procedures.csv", f / "feedback.parquet",
+        return cls(dossier_engine.dossier_path(f), f / "procedures.csv", f / "feedback.parquet",
                    f / "apologies.parquet", f / "opinions.parquet")
 
     def missing(self) -> list[str]:
@@ -96,131 +105,129 @@ class AdminFiles:
                                  self.opinions) if not p.exists()]
 
 
-def _connect(threads: int | None = None):
-    import duckdb
-
-    con = duckdb.connect(database=":memory:")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    return con
-
-
-def _reader(path: Path) -> str:
-    quoted = str(path).replace("'", "''")
-    if path.suffix.lower() == ".csv":
-        return f"read_csv_auto('{quoted}', header=true, all_varchar=false)"
-    return f"read_parquet('{quoted}')"
-
-
-def _check_columns(con, path: Path, required: Sequence[str]) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found (needed for the monthly SIPAS report)")
-    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()]
-    missing = [c for c in required if c not in cols]
-    if missing:
-        raise ValueError(f"{path.name}: missing column(s) {', '.join(missing)}; "
-                         f"expected {', '.join(required)} (see docs/CONTRACTS.md)")
-
-
-def _unit_filter(unit_ids: Iterable[str] | str | None) -> tuple[str, list]:
+def _unit_ids(unit_ids: Iterable[str] | str | None) -> list[str] | None:
     if unit_ids is None:
-        return "", []
+        return None
     ids = [unit_ids] if isinstance(unit_ids, str) else list(unit_ids)
     if not ids:
         raise ValueError("unit_ids is empty; pass None for all units")
-    return " AND unit_id IN (SELECT UNNEST(?::VARCHAR[]))", [[str(i) for i in ids]]
+    return [str(i) for i in ids]
+
+
+def _of_units(table: "ir.Table", ids: list[str] | None) -> "ir.Table":
+    return table if ids is None else table.filter(table.unit_id.cast("string").isin(ids))
 
 
 # --------------------------------------------------------------------------------------------
-# monthly aggregation (DuckDB over Parquet)
+# monthly aggregation: Ibis expressions, the same on DuckDB and Spark (sipas_lib.dossier_engine)
 # --------------------------------------------------------------------------------------------
 
 
-def _dossier_sql(where_units: str) -> str:
-    """One scan over the dossiers: every count of Phụ lục 3, for both periods."""
-    # $1 = ytd start, $2 = month start, $3 = end
-    period_start = {"month": "$2", "ytd": "$1"}
-    aggs: list[str] = []
-    for per, start in period_start.items():
-        todo = f"(res IS NULL OR res >= {start})"
-        resolved = f"(res >= {start} AND res <= $3)"
-        aggs.append(f"count(*) FILTER (WHERE {todo}) AS {per}__total")
+def _count_if(condition: "ir.BooleanValue", weight: "ir.IntegerValue | None" = None) -> "ir.IntegerScalar":
+    """Rows where ``condition`` holds (a null condition counts as false), or the sum of their ``weight``:
+    SUM(CASE WHEN … THEN weight ELSE 0 END), the same on every engine."""
+    import ibis
+
+    return ibis.ifelse(condition, 1 if weight is None else weight, 0).cast("int64").sum()
+
+
+def _starts(periods: dict[str, tuple[dt.date, dt.date]]) -> dict[str, dt.date]:
+    return {per: periods[per][0] for per in PERIODS}
+
+
+def _dossier_cells(dossiers: "ir.Table", periods: dict[str, tuple[dt.date, dt.date]]) -> "ir.Table":
+    """Dossiers to resolve in the year to date, counted (``n``) by unit, level, channel, field and the
+    position of their dates relative to the periods.
+
+    The one pass over all the dossiers: grouping by a few keys (a few hundred cells per unit, however
+    many dossiers) costs the engine far less than some forty conditional sums per row, and every
+    count of Phụ lục 3 is then a sum over these cells (:func:`_dossier_counts`).
+    """
+    ytd0, end = periods["ytd"]
+    d = dossiers.select("unit_id", "level", "channel", "field", rec=dossiers.received_on.cast("date"),
+                        due=dossiers.due_on.cast("date"), res=dossiers.resolved_on.cast("date"))
+    d = d.filter(d.rec <= end, d.res.isnull() | (d.res >= ytd0))
+    keys = {"resolved_by_end": d.res <= end, "on_time": d.res <= d.due}  # null while pending
+    for per, start in _starts(periods).items():
+        keys[f"received_from_{per}"] = d.rec >= start
+        keys[f"resolved_from_{per}"] = d.res >= start                   # null while pending
+    return d.group_by(["unit_id", "level", "channel", "field"], **keys).aggregate(n=d.count())
+
+
+def _dossier_counts(dossiers: "ir.Table", periods: dict[str, tuple[dt.date, dt.date]]) -> "ir.Table":
+    """Every dossier count of Phụ lục 3, for both periods, per ``unit_id, level`` (definitions: module docstring)."""
+    c = _dossier_cells(dossiers, periods)
+    metrics = {}
+    for per in PERIODS:
+        todo = c[f"resolved_from_{per}"].fill_null(True)      # pending, or resolved on or after the start
+        resolved = c[f"resolved_from_{per}"] & c.resolved_by_end
+        metrics[f"{per}__total"] = _count_if(todo, c.n)
         for ch in CHANNELS:
-            aggs.append(f"count(*) FILTER (WHERE {todo} AND channel = '{ch}') AS {per}__ch_{ch}")
+            metrics[f"{per}__ch_{ch}"] = _count_if(todo & (c.channel == ch), c.n)
         for fd in FIELDS:
-            aggs.append(f"count(*) FILTER (WHERE {todo} AND field = '{fd}') AS {per}__field_{fd}")
-        aggs.append(f"count(*) FILTER (WHERE {todo} AND rec >= {start}) AS {per}__received_new")
-        aggs.append(f"count(*) FILTER (WHERE {resolved}) AS {per}__resolved")
-        aggs.append(f"count(*) FILTER (WHERE {resolved} AND res <= due) AS {per}__on_time")
-        aggs.append(f"count(*) FILTER (WHERE {resolved} AND res > due) AS {per}__late")
+            metrics[f"{per}__field_{fd}"] = _count_if(todo & (c.field == fd), c.n)
+        metrics[f"{per}__received_new"] = _count_if(todo & c[f"received_from_{per}"], c.n)
+        metrics[f"{per}__resolved"] = _count_if(resolved, c.n)
+        metrics[f"{per}__on_time"] = _count_if(resolved & c.on_time, c.n)
+        metrics[f"{per}__late"] = _count_if(resolved & ~c.on_time, c.n)
         for ch in CHANNELS:
-            aggs.append(f"count(*) FILTER (WHERE {resolved} AND channel = '{ch}') AS {per}__resolved_{ch}")
-            aggs.append(f"count(*) FILTER (WHERE {resolved} AND channel = '{ch}' AND res <= due) "
-                        f"AS {per}__on_time_{ch}")
-    return f"""
-        WITH d AS (
-            SELECT unit_id, level, channel, field,
-                   CAST(received_on AS DATE) AS rec, CAST(due_on AS DATE) AS due,
-                   CAST(resolved_on AS DATE) AS res
-            FROM {{src}}
-            WHERE CAST(received_on AS DATE) <= $3
-              AND (resolved_on IS NULL OR CAST(resolved_on AS DATE) >= $1){where_units}
-        )
-        SELECT unit_id, level, {', '.join(aggs)}
-        FROM d GROUP BY unit_id, level
+            metrics[f"{per}__resolved_{ch}"] = _count_if(resolved & (c.channel == ch), c.n)
+            metrics[f"{per}__on_time_{ch}"] = _count_if(resolved & (c.channel == ch) & c.on_time, c.n)
+    return c.group_by(["unit_id", "level"]).aggregate(**metrics)
+
+
+def _coverage(dossiers: "ir.Table", procedures: "ir.Table",
+              periods: dict[str, tuple[dt.date, dt.date]]) -> "ir.Table":
+    """Procedures offering a channel, and those with at least one dossier by it in the period.
+
+    One pass keeps, per procedure and offered channel, the last day a dossier arrived in the year to
+    date: a dossier arrived in the year iff there is a row, in the month iff that day is in the month.
     """
-
-
-def _coverage_sql(where_units: str) -> str:
-    """Procedures offering a channel, and those with at least one dossier by it in the period."""
-    flags = []
+    ytd0, end = periods["ytd"]
+    d = dossiers.select("unit_id", "level", "channel", procedure_id=dossiers.procedure_id.cast("string"),
+                        rec=dossiers.received_on.cast("date"))
+    d = d.filter((d.rec >= ytd0) & (d.rec <= end), d.channel.isin(list(OFFER_FLAGS)))
+    last = d.group_by(["unit_id", "level", "procedure_id", "channel"]).aggregate(last=d.rec.max())
+    flags = {}
     for ch in OFFER_FLAGS:
-        flags.append(f"bool_or(channel = '{ch}' AND rec >= $2) AS month_{ch}")
-        flags.append(f"bool_or(channel = '{ch}') AS ytd_{ch}")
-    aggs = []
+        flags[f"month_{ch}"] = ((last.channel == ch) & (last["last"] >= periods["month"][0])).any()
+        flags[f"ytd_{ch}"] = (last.channel == ch).any()
+    active = last.group_by(["unit_id", "level", "procedure_id"]).aggregate(**flags)
+    p = procedures.select(unit_id=procedures.unit_id.cast("string"), level=procedures.level.cast("string"),
+                          procedure_id=procedures.procedure_id.cast("string"),
+                          **{offer: procedures[offer].cast("boolean") for offer in OFFER_FLAGS.values()})
+    joined = p.left_join(active, ["unit_id", "level", "procedure_id"], rname="{name}_active")
+    metrics = {}
     for ch, offer in OFFER_FLAGS.items():
-        aggs.append(f"count(*) FILTER (WHERE p.{offer}) AS offered_{ch}")
+        metrics[f"offered_{ch}"] = _count_if(joined[offer])
         for per in PERIODS:
-            aggs.append(f"count(*) FILTER (WHERE p.{offer} AND coalesce(a.{per}_{ch}, false)) "
-                        f"AS {per}__active_{ch}")
-    return f"""
-        WITH a AS (
-            SELECT unit_id, level, procedure_id, {', '.join(flags)}
-            FROM (SELECT unit_id, level, procedure_id, channel, CAST(received_on AS DATE) AS rec
-                  FROM {{src}}
-                  WHERE CAST(received_on AS DATE) BETWEEN $1 AND $3{where_units})
-            GROUP BY unit_id, level, procedure_id
-        ),
-        p AS (
-            SELECT CAST(unit_id AS VARCHAR) AS unit_id, CAST(level AS VARCHAR) AS level,
-                   CAST(procedure_id AS VARCHAR) AS procedure_id,
-                   CAST(offers_online_l3 AS BOOLEAN) AS offers_online_l3,
-                   CAST(offers_online_l4 AS BOOLEAN) AS offers_online_l4,
-                   CAST(offers_postal AS BOOLEAN) AS offers_postal
-            FROM {{proc}}
-            WHERE true{where_units}
-        )
-        SELECT p.unit_id, p.level, {', '.join(aggs)}
-        FROM p LEFT JOIN a
-          ON a.unit_id = p.unit_id AND a.level = p.level
-         AND CAST(a.procedure_id AS VARCHAR) = p.procedure_id
-        GROUP BY p.unit_id, p.level
-    """
+            metrics[f"{per}__active_{ch}"] = _count_if(joined[offer] & joined[f"{per}_{ch}"].fill_null(False))
+    return joined.group_by(["unit_id", "level"]).aggregate(**metrics)
 
 
-def _small_table_sql(kind: str, date_col: str, extra: dict[str, str], where_units: str) -> str:
-    aggs = []
-    for per, start in (("month", "$2"), ("ytd", "$1")):
-        inside = f"d >= {start}"
-        aggs.append(f"count(*) FILTER (WHERE {inside}) AS {per}__{kind}")
-        for name, cond in extra.items():
-            aggs.append(f"count(*) FILTER (WHERE {inside} AND {cond}) AS {per}__{name}")
-    return f"""
-        SELECT unit_id, level, {', '.join(aggs)}
-        FROM (SELECT *, CAST({date_col} AS DATE) AS d FROM {{src}}
-              WHERE CAST({date_col} AS DATE) BETWEEN $1 AND $3{where_units})
-        GROUP BY unit_id, level
-    """
+def _dated_counts(table: "ir.Table", date_column: str, name: str, periods: dict[str, tuple[dt.date, dt.date]],
+                  breakdown: dict[str, Callable[["ir.Table"], "ir.BooleanValue"]]) -> "ir.Table":
+    """Records dated (``date_column``) in each period, in all and by each ``breakdown`` condition."""
+    ytd0, end = periods["ytd"]
+    t = table.mutate(day=table[date_column].cast("date"))
+    t = t.filter((t.day >= ytd0) & (t.day <= end))
+    metrics = {}
+    for per, start in _starts(periods).items():
+        inside = t.day >= start
+        metrics[f"{per}__{name}"] = _count_if(inside)
+        for metric, condition in breakdown.items():
+            metrics[f"{per}__{metric}"] = _count_if(inside & condition(t))
+    return t.group_by(["unit_id", "level"]).aggregate(**metrics)
+
+
+def _overdue_reasons(dossiers: "ir.Table", periods: dict[str, tuple[dt.date, dt.date]]) -> "ir.Table":
+    """Dossiers resolved late in the year to date, and in the month, by ``unit_id, level, reason``."""
+    ytd0, end = periods["ytd"]
+    d = dossiers.select("unit_id", "level", res=dossiers.resolved_on.cast("date"), due=dossiers.due_on.cast("date"),
+                        reason=dossiers.overdue_reason.cast("string").strip().nullif("").fill_null("?"))
+    d = d.filter((d.res >= ytd0) & (d.res <= end) & (d.res > d.due))
+    return d.group_by(["unit_id", "level", "reason"]).aggregate(
+        ytd=d.count(), month=_count_if(d.res >= periods["month"][0]))
 
 
 def _long(wide: pd.DataFrame) -> pd.DataFrame:
@@ -236,20 +243,30 @@ def _long(wide: pd.DataFrame) -> pd.DataFrame:
 
 def monthly_aggregates(data_dir: str | os.PathLike, year: int, month: int,
                        unit_ids: Iterable[str] | str | None = None, *,
-                       threads: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       threads: int | None = None, engine: str = "duckdb",
+                       memory_limit: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Aggregate a year's administrative records for the Phụ lục 3 monthly report.
+
+    The aggregation is one set of Ibis expressions executed where the records lie
+    (:mod:`sipas_lib.dossier_engine`): only the aggregated tables come back to pandas, so the
+    dossiers may be far larger than memory.
 
     Parameters
     ----------
     data_dir
-        Folder with ``dossiers.parquet``, ``procedures.csv``, ``feedback.parquet``,
-        ``apologies.parquet`` and ``opinions.parquet``.
+        Folder with the dossiers (``dossiers.parquet``, or ``dossiers/year=YYYY/month=MM/*.parquet``),
+        ``procedures.csv``, ``feedback.parquet``, ``apologies.parquet`` and ``opinions.parquet``.
     year, month
         The reporting month; the year-to-date period runs from 1 January to the month's end.
     unit_ids
         One unit id, a list of them, or ``None`` for every unit.
     threads
         DuckDB worker threads (default: all cores).
+    engine
+        ``"duckdb"`` (embedded, default) or ``"spark"`` (PySpark; local, or the cluster the
+        environment names): the tables are identical.
+    memory_limit
+        DuckDB's memory limit, e.g. ``"2GB"`` (default: DuckDB's, 80 % of RAM).
 
     Returns
     -------
@@ -267,63 +284,47 @@ def monthly_aggregates(data_dir: str | os.PathLike, year: int, month: int,
     """
     periods = report_periods(year, month)
     files = AdminFiles.in_folder(data_dir)
-    con = _connect(threads)
-    _check_columns(con, files.dossiers, DOSSIER_COLUMNS)
-    _check_columns(con, files.procedures, PROCEDURE_COLUMNS)
-    _check_columns(con, files.feedback, FEEDBACK_COLUMNS)
-    _check_columns(con, files.apologies, APOLOGY_COLUMNS)
-    _check_columns(con, files.opinions, OPINION_COLUMNS)
-    where, uparams = _unit_filter(unit_ids)
-    ytd0, end = periods["ytd"]
-    m0 = periods["month"][0]
+    ids = _unit_ids(unit_ids)
+    dossier_engine.check_single_layout(data_dir)
+    with dossier_engine.connect(engine, memory_limit=memory_limit, threads=threads) as con:
+        dossiers, procedures, feedback, apologies, opinions = (
+            _of_units(dossier_engine.read_records(con, path, required), ids)
+            for path, required in ((files.dossiers, DOSSIER_COLUMNS), (files.procedures, PROCEDURE_COLUMNS),
+                                   (files.feedback, FEEDBACK_COLUMNS), (files.apologies, APOLOGY_COLUMNS),
+                                   (files.opinions, OPINION_COLUMNS)))
+        wide = [dossier_engine.to_frame(con, expr) for expr in (
+            _dossier_counts(dossiers, periods),
+            _coverage(dossiers, procedures, periods),
+            _dated_counts(feedback, "received_on", "fb_total", periods,
+                          {"fb_behaviour": lambda t: t.kind == "behaviour",
+                           "fb_regulation": lambda t: t.kind == "regulation",
+                           "fb_published": lambda t: t.result_published.cast("boolean")}),
+            _dated_counts(apologies, "sent_on", "apologies", periods, {}),
+            _dated_counts(opinions, "received_on", "opinions", periods,
+                          {"opinions_satisfied": lambda t: t.satisfied.cast("boolean"),
+                           "opinions_paper": lambda t: t.medium == "paper",
+                           "opinions_electronic": lambda t: t.medium == "electronic"}),
+            _overdue_reasons(dossiers, periods))]
+    dossier_counts, coverage, feedback_counts, apology_counts, opinion_counts, late = wide
 
-    def run(sql: str, n_unit_params: int = 1) -> pd.DataFrame:
-        params = [ytd0, m0, end]
-        if uparams:
-            # every {where} occurrence binds the unit list once more, after the dates
-            sql_q = sql.replace("?::VARCHAR[]", "$4::VARCHAR[]")
-            return con.execute(sql_q, params + uparams).df()
-        return con.execute(sql, params).df()
-
-    dossiers = run(_dossier_sql(where).replace("{src}", _reader(files.dossiers)))
-    coverage = run(_coverage_sql(where).replace("{src}", _reader(files.dossiers))
-                   .replace("{proc}", _reader(files.procedures)))
-    feedback = run(_small_table_sql(
-        "fb_total", "received_on",
-        {"fb_behaviour": "kind = 'behaviour'", "fb_regulation": "kind = 'regulation'",
-         "fb_published": "CAST(result_published AS BOOLEAN)"}, where).replace("{src}", _reader(files.feedback)))
-    apologies = run(_small_table_sql("apologies", "sent_on", {}, where)
-                    .replace("{src}", _reader(files.apologies)))
-    opinions = run(_small_table_sql(
-        "opinions", "received_on",
-        {"opinions_satisfied": "CAST(satisfied AS BOOLEAN)", "opinions_paper": "medium = 'paper'",
-         "opinions_electronic": "medium = 'electronic'"}, where).replace("{src}", _reader(files.opinions)))
-
-    offered = coverage[["unit_id", "level"] + [f"offered_{ch}" for ch in OFFER_FLAGS]]
-    coverage = coverage.drop(columns=[f"offered_{ch}" for ch in OFFER_FLAGS])
-    for per in PERIODS:
-        for ch in OFFER_FLAGS:
-            coverage[f"{per}__offered_{ch}"] = offered[f"offered_{ch}"]
-    frames = [_long(t) for t in (dossiers, coverage, feedback, apologies, opinions)]
+    # a procedure's offer does not depend on the period: the same denominator in both
+    offered = [f"offered_{ch}" for ch in OFFER_FLAGS]
+    coverage = coverage.drop(columns=offered).assign(
+        **{f"{per}__{col}": coverage[col] for per in PERIODS for col in offered})
+    frames = [_long(t) for t in (dossier_counts, coverage, feedback_counts, apology_counts, opinion_counts)]
     counts = pd.concat([f for f in frames if not f.empty], ignore_index=True)
     counts["unit_id"] = counts["unit_id"].astype(str)
     counts["level"] = counts["level"].astype(str)
     counts["value"] = counts["value"].fillna(0).astype("int64")
     counts = counts.sort_values(["unit_id", "level", "period", "metric"], kind="stable").reset_index(drop=True)
 
-    reason_sql = f"""
-        SELECT unit_id, level, period, coalesce(NULLIF(trim(CAST(overdue_reason AS VARCHAR)), ''), '?') AS reason,
-               count(*) AS n
-        FROM (SELECT unit_id, level, overdue_reason, CAST(resolved_on AS DATE) AS res, CAST(due_on AS DATE) AS due
-              FROM {_reader(files.dossiers)}
-              WHERE CAST(resolved_on AS DATE) BETWEEN $1 AND $3{where}) d,
-             (SELECT 'ytd' AS period UNION ALL SELECT 'month') p
-        WHERE res > due AND (p.period = 'ytd' OR res >= $2)
-        GROUP BY ALL ORDER BY unit_id, level, period, n DESC, reason
-    """
-    reasons = run(reason_sql)
-    reasons["n"] = reasons["n"].astype("int64")
-    con.close()
+    reasons = late.melt(id_vars=["unit_id", "level", "reason"], value_vars=list(PERIODS),
+                        var_name="period", value_name="n")
+    reasons = reasons[reasons["n"] > 0].astype({"unit_id": str, "level": str, "period": str, "reason": str,
+                                                "n": "int64"})
+    reasons = (reasons.sort_values(["unit_id", "level", "period", "n", "reason"],
+                                   ascending=[True, True, True, False, True], kind="stable")
+               [["unit_id", "level", "period", "reason", "n"]].reset_index(drop=True))
     return counts, reasons
 
 
@@ -355,13 +356,13 @@ def monthly_overview(counts: pd.DataFrame, record_level: str = "unit", period: s
     return out.reset_index(drop=True)
 
 
-def latest_month(data_dir: str | os.PathLike, year: int) -> int:
-    """The last month of ``year`` with any dossier received (12 when the file has none)."""
-    files = AdminFiles.in_folder(data_dir)
-    con = _connect()
-    _check_columns(con, files.dossiers, ("received_on",))
-    row = con.execute(
-        f"SELECT max(month(CAST(received_on AS DATE))) FROM {_reader(files.dossiers)} "
-        f"WHERE year(CAST(received_on AS DATE)) = ?", [int(year)]).fetchone()
-    con.close()
-    return int(row[0]) if row and row[0] is not None else 12
+def latest_month(data_dir: str | os.PathLike, year: int, *, engine: str = "duckdb",
+                 memory_limit: str | None = None) -> int:
+    """The last month of ``year`` with any dossier received (12 when there is none); engines as :func:`monthly_aggregates`."""
+    dossier_engine.check_single_layout(data_dir)
+    with dossier_engine.connect(engine, memory_limit=memory_limit) as con:
+        dossiers = dossier_engine.read_records(con, AdminFiles.in_folder(data_dir).dossiers, ("received_on",))
+        received = dossiers.received_on.cast("date")
+        latest = dossiers.filter(received.year() == int(year)).aggregate(month=received.month().max())
+        value = dossier_engine.to_frame(con, latest)["month"].iloc[0]
+    return 12 if pd.isna(value) else int(value)

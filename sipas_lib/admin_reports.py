@@ -9,8 +9,13 @@ the reader's language, with the wording of ``texts/admin_reports.yaml``.
 
 Monthly report (Phụ lục 3)
 --------------------------
-Mẫu số 1 (departments) and Mẫu số 2 (districts, block A at the district's one-stop shop and
-block B at its communes); definitions of every count in :mod:`sipas_lib.admin_records`.
+Three forms (:data:`MONTHLY_FORMS`): Mẫu số 1 (departments), Mẫu số 2 as printed (districts,
+block A at the district's one-stop shop and block B at its communes) and Mẫu số 2 for the commune
+People's Committees of the two-tier local government (from 1 July 2025: communes and wards report
+themselves; its wording adaptations are data, :func:`monthly_adaptations`). Which form a unit
+reports on is read from the year's units registry — its type and its parent's type
+(:func:`monthly_form_of`), never from its id; definitions of every count in
+:mod:`sipas_lib.admin_records`.
 
 Annual survey-implementation report (Phụ lục 4)
 -----------------------------------------------
@@ -31,20 +36,22 @@ Reference: Kế hoạch số 143/KH-UBND ngày 11/6/2021 của UBND thành phố
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from sipas_lib.admin_records import (  # noqa: F401  (re-exported: the monthly aggregation's public names)
     APOLOGY_COLUMNS, CHANNELS, DOSSIER_COLUMNS, FEEDBACK_COLUMNS, FIELDS, OFFER_FLAGS, OPINION_COLUMNS, PERIODS,
     PROCEDURE_COLUMNS, AdminFiles, latest_month, monthly_aggregates, monthly_overview, report_periods,
 )
-from sipas_lib.reporting import LABELS, fmt_num, fmt_pct, label
+from sipas_lib.reporting import LABELS, esc, fmt_num, fmt_pct, html_table, label
 from sipas_lib.spreadsheet import neutralise
 from sipas_lib.texts import load_texts
+from sipas_lib.units import COMMUNE_TYPES, parent_types
 
 # --------------------------------------------------------------------------------------------
 # the template (rows exactly as in Phụ lục 3)
@@ -55,7 +62,8 @@ class TemplateRow:
     """One row of a report template: STT, text (vi/en) and what fills it.
 
     ``kind`` is ``header`` (no value), ``count`` (metric), ``rate`` (numerator/denominator
-    metrics), ``reasons`` (overdue reasons).
+    metrics), ``reasons`` (overdue reasons). ``adapted_from`` is the template's own wording where
+    a form adapts it (the commune Mẫu số 2), else ``None``.
     """
 
     stt: str
@@ -65,6 +73,7 @@ class TemplateRow:
     metric: str = ""
     denominator: str = ""
     level: str = "unit"
+    adapted_from: str | None = None
 
 
 def _block_rows(level: str, with_fields: bool, commune: bool = False) -> list[TemplateRow]:
@@ -137,33 +146,124 @@ def _block_rows(level: str, with_fields: bool, commune: bool = False) -> list[Te
           "Satisfaction opinions received from citizens and organisations (paper or electronic)",
           "count", "opinions"),
     ]
-    return [TemplateRow(r.stt, r.text_vi, r.text_en, r.kind, r.metric, r.denominator, level) for r in rows]
+    return [replace(r, level=level) for r in rows]
 
 
-def monthly_template(form: int) -> list[TemplateRow]:
-    """The rows of Phụ lục 3: ``form=1`` Mẫu số 1 (departments), ``form=2`` Mẫu số 2 (districts).
+#: The Phụ lục 3 forms: key -> the template's number (Mẫu số). ``form2`` is Mẫu số 2 as printed (the
+#: districts); ``form2_commune`` is Mẫu số 2 for the communes and wards of the two-tier local government
+#: (from 1 July 2025). The keys are also the label keys of the forms' titles (``texts/reporting.yaml``).
+MONTHLY_FORMS: dict[str, int] = {"form1": 1, "form2": 2, "form2_commune": 2}
+#: Label key (``texts/reporting.yaml``) of the combined table of each form's units.
+MONTHLY_ALL_UNITS: dict[str, str] = {"form1": "monthly_all_depts", "form2": "monthly_all_districts",
+                                     "form2_commune": "monthly_all_communes"}
+#: The template's own wording that the commune form adapts (Phụ lục 3, Mẫu số 2, seed 003).
+_DISTRICT_BLOCK_A = "TẠI UBND QUẬN/HUYỆN/THỊ XÃ"
+_DISTRICT_BLOCK_B = "TẠI UBND CÁC XÃ/PHƯỜNG/THỊ TRẤN"
 
-    Mẫu số 2 has block A (at the district People's Committee, ``level="unit"``, with the
-    breakdown by field) and block B (at its communes, ``level="commune"``).
+
+def monthly_form(form: int | str) -> str:
+    """The key of a Phụ lục 3 form in :data:`MONTHLY_FORMS`; ``1`` and ``2`` are the template's numbers.
+
+    Examples
+    --------
+    >>> monthly_form(2), monthly_form("form2_commune")
+    ('form2', 'form2_commune')
     """
-    if form == 1:
+    key = f"form{form}" if isinstance(form, int) and not isinstance(form, bool) else form
+    if key not in MONTHLY_FORMS:
+        raise ValueError(f"form must be 1 (Mẫu số 1, departments), 2 (Mẫu số 2, districts) or one of "
+                         f"{', '.join(repr(k) for k in MONTHLY_FORMS)}, got {form!r}")
+    return key
+
+
+def monthly_template(form: int | str) -> list[TemplateRow]:
+    """The rows of a Phụ lục 3 form (:data:`MONTHLY_FORMS`), with the template's numbering.
+
+    * ``1`` / ``"form1"``: Mẫu số 1 (departments);
+    * ``2`` / ``"form2"``: Mẫu số 2 as printed: block A at the district People's Committee
+      (``level="unit"``, with the breakdown by field) and block B at its communes (``level="commune"``);
+    * ``"form2_commune"``: Mẫu số 2 for a commune or ward People's Committee (two-tier local
+      government). One block ``A`` at the commune's own one-stop shop (``level="unit"``) with the rows
+      and wording the template gives the communes (its block B); its header names UBND xã/phường
+      (``adapted_from`` holds the template's wording); the template's block B is left out, since a
+      commune has no level below it. :func:`monthly_adaptations` states every change.
+    """
+    key = monthly_form(form)
+    if key == "form1":
         return _block_rows("unit", with_fields=False)
-    if form == 2:
-        return ([TemplateRow("A", "TẠI UBND QUẬN/HUYỆN/THỊ XÃ", "AT THE DISTRICT PEOPLE'S COMMITTEE")]
+    if key == "form2":
+        return ([TemplateRow("A", _DISTRICT_BLOCK_A, "AT THE DISTRICT PEOPLE'S COMMITTEE")]
                 + _block_rows("unit", with_fields=True)
-                + [TemplateRow("B", "TẠI UBND CÁC XÃ/PHƯỜNG/THỊ TRẤN", "AT THE COMMUNE PEOPLE'S COMMITTEES",
-                               level="commune")]
+                + [TemplateRow("B", _DISTRICT_BLOCK_B, "AT THE COMMUNE PEOPLE'S COMMITTEES", level="commune")]
                 + _block_rows("commune", with_fields=True, commune=True))
-    raise ValueError(f"form must be 1 (Mẫu số 1, departments) or 2 (Mẫu số 2, districts), got {form!r}")
+    return ([TemplateRow("A", "TẠI UBND XÃ/PHƯỜNG", "AT THE COMMUNE/WARD PEOPLE'S COMMITTEE",
+                         adapted_from=_DISTRICT_BLOCK_A)]
+            + _block_rows("unit", with_fields=True, commune=True))
 
 
-def form_for_unit_type(unit_type: str) -> int:
-    """Mẫu số 1 for departments, Mẫu số 2 for districts."""
-    if unit_type == "department":
-        return 1
-    if unit_type == "district":
-        return 2
-    raise ValueError(f"no Phụ lục 3 form for unit type {unit_type!r} (expected department or district)")
+def monthly_adaptations(form: int | str, lang: str = "vi") -> list[str]:
+    """Every change a form makes to the template's wording and rows, as sentences (empty for the
+    forms as printed): the form's title, each row with ``adapted_from``, and what is left out.
+
+    Shown under the form's table in the HTML report and the workbook, so a reader of the commune
+    Mẫu số 2 sees exactly where it departs from Phụ lục 3 of plan 143/KH-UBND.
+    """
+    key = monthly_form(form)
+    if key != "form2_commune":
+        return []
+    text = {k: v[lang] for k, v in _ANNUAL_TEXT.items() if k.startswith("pl3_adapt")}
+    out = [text["pl3_adapt_title"].format(text=label(key, lang), seed=label("form2", lang))]
+    out += [text["pl3_adapt_row"].format(stt=r.stt, text=r.text_vi, seed=r.adapted_from)
+            for r in monthly_template(key) if r.adapted_from]
+    out += [text["pl3_adapt_wording"], text["pl3_adapt_block_b"].format(seed=_DISTRICT_BLOCK_B)]
+    return out
+
+
+def _forms_of(unit_type: pd.Series, parent_type: pd.Series) -> np.ndarray:
+    """The rule of :func:`form_for_unit_type`, over arrays (``None`` where a unit has no form)."""
+    unit_type, parent_type = unit_type.astype(str), parent_type.astype(str)
+    return np.select([unit_type.eq("department"), unit_type.eq("district"),
+                      unit_type.isin(COMMUNE_TYPES) & parent_type.ne("district")],
+                     ["form1", "form2", "form2_commune"], default=None).astype(object)
+
+
+def form_for_unit_type(unit_type: str, parent_type: str = "") -> str:
+    """The Phụ lục 3 form of a unit, from its registry type and its parent's type.
+
+    Departments report on Mẫu số 1, districts on Mẫu số 2; a commune or ward reports on the commune
+    Mẫu số 2 when it is a local unit itself (two-tier government: its parent is the province, or
+    none), while a legacy district's commune (``parent_type="district"``) is block B of its
+    district's report and has no form of its own.
+
+    Examples
+    --------
+    >>> form_for_unit_type("department"), form_for_unit_type("ward", "province")
+    ('form1', 'form2_commune')
+    """
+    form = _forms_of(pd.Series([unit_type]), pd.Series([parent_type]))[0]
+    if form is None:
+        where = f" under a {parent_type}" if parent_type else ""
+        raise ValueError(f"no Phụ lục 3 form for unit type {unit_type!r}{where} (expected department, district, "
+                         "or a commune or ward of the two-tier local government)")
+    return form
+
+
+def monthly_form_of(units: pd.DataFrame) -> pd.Series:
+    """The Phụ lục 3 form of each unit of a registry (:func:`form_for_unit_type`), indexed by ``unit_id``;
+    missing for units that report on none (the province, a legacy district's communes)."""
+    forms = _forms_of(units["unit_type"], parent_types(units))
+    return pd.Series(forms, index=pd.Index(units["unit_id"].astype(str), name="unit_id"), name="form", dtype=object)
+
+
+def units_by_monthly_form(units: pd.DataFrame, unit_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Form key -> the given units that report on it (sorted), forms in :data:`MONTHLY_FORMS` order.
+
+    Units that report on no form, or that the registry does not know, are left out.
+    """
+    form = monthly_form_of(units)
+    ids = pd.Series(sorted({str(u) for u in unit_ids}), dtype=object)
+    of = ids.map(form)
+    return {key: ids[of == key].tolist() for key in MONTHLY_FORMS if (of == key).any()}
 
 
 def _fmt_reasons(reasons: pd.DataFrame, lang: str, top: int) -> str:
@@ -177,7 +277,7 @@ def _fmt_reasons(reasons: pd.DataFrame, lang: str, top: int) -> str:
     return "; ".join(parts)
 
 
-def monthly_values(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
+def monthly_values(counts: pd.DataFrame, reasons: pd.DataFrame, form: int | str,
                    unit_ids: Iterable[str] | str | None = None) -> list[tuple[TemplateRow, list]]:
     """The Phụ lục 3 rows with their values as numbers, for the month and the year to date.
 
@@ -191,7 +291,7 @@ def monthly_values(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
     counts, reasons
         Output of :func:`monthly_aggregates`.
     form
-        1 (Mẫu số 1, departments) or 2 (Mẫu số 2, districts with the commune block B).
+        A key of :data:`MONTHLY_FORMS` (1 and 2 are the template's Mẫu số 1 and 2).
     unit_ids
         Units to add up (one id, several, or ``None`` = every unit in ``counts``).
     """
@@ -220,7 +320,7 @@ def monthly_values(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
     return out
 
 
-def monthly_table(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
+def monthly_table(counts: pd.DataFrame, reasons: pd.DataFrame, form: int | str,
                   unit_ids: Iterable[str] | str | None = None, lang: str = "vi",
                   top_reasons: int = 3) -> pd.DataFrame:
     """Lay the aggregated counts out as the Phụ lục 3 table.
@@ -230,7 +330,7 @@ def monthly_table(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
     counts, reasons
         Output of :func:`monthly_aggregates`.
     form
-        1 (Mẫu số 1, departments) or 2 (Mẫu số 2, districts with the commune block B).
+        A key of :data:`MONTHLY_FORMS` (1 and 2 are the template's Mẫu số 1 and 2).
     unit_ids
         Units to add up (one id, several, or ``None`` = every unit in ``counts``).
     lang
@@ -258,6 +358,22 @@ def monthly_table(counts: pd.DataFrame, reasons: pd.DataFrame, form: int,
            for row, values in monthly_values(counts, reasons, form, unit_ids)]
     return pd.DataFrame(out, columns=[label("stt", lang), label("content", lang),
                                       label("month_result", lang), label("ytd_result", lang)])
+
+
+def monthly_html(counts: pd.DataFrame, reasons: pd.DataFrame, form: int | str,
+                 unit_ids: Iterable[str] | str | None = None, lang: str = "vi", *, title: str = "",
+                 with_adaptations: bool = True, top_reasons: int = 3) -> str:
+    """A Phụ lục 3 form as HTML: the form's title (and ``title``, e.g. the unit's name), the table of
+    :func:`monthly_table` with its section rows in bold, and the form's changes from the template
+    (:func:`monthly_adaptations`, when ``with_adaptations``). Everything is escaped."""
+    form = monthly_form(form)
+    table = monthly_table(counts, reasons, form, unit_ids, lang=lang, top_reasons=top_reasons)
+    head = f"<strong>{esc(title)}</strong><br>" if title else ""
+    notes = monthly_adaptations(form, lang) if with_adaptations else []
+    note = (f"<p><em>{esc(label('monthly_adapted', lang))}</em></p><ul>"
+            + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    sections = ["section" if s.isalpha() else "" for s in table.iloc[:, 0]]
+    return f"<p>{head}{esc(label(form, lang))}</p>" + html_table(table, row_classes=sections) + note
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,7 +559,7 @@ def _xl_header(ws, row: int, headers: list[str]) -> None:
 
 
 def _monthly_sheet(ws, values: list[tuple[TemplateRow, list]], lines: list[tuple[str, bool, str]],
-                   lang: str, top_reasons: int) -> None:
+                   lang: str, top_reasons: int, notes: list[str] = ()) -> None:
     row = _xl_title_block(ws, lines, 4)
     _xl_header(ws, row, [label("stt", lang), label("content", lang), label("month_result", lang),
                          label("ytd_result", lang)])
@@ -464,28 +580,36 @@ def _monthly_sheet(ws, values: list[tuple[TemplateRow, list]], lines: list[tuple
                 _xl_put(ws, row, col, _fmt_reasons(value, lang, top_reasons), border=True)
             else:
                 _xl_put(ws, row, col, int(value), number_format=COUNT_FORMAT, align="right", border=True)
+    row += 1  # a blank row, then the notes (the form's adaptations of the template), each merged across the table
+    for note in notes:
+        row += 1
+        _xl_put(ws, row, 1, note, align="left", template=True)
+        ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=4)
     for col, width in zip("ABCD", (7, 70, 22, 22)):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = ws.cell(row=len(lines) + 3, column=1)
 
 
-def monthly_workbook(counts: pd.DataFrame, reasons: pd.DataFrame, form: int, unit_ids: Iterable[str],
+def monthly_workbook(counts: pd.DataFrame, reasons: pd.DataFrame, form: int | str, unit_ids: Iterable[str],
                      unit_names: Mapping[str, str], path, *, year: int, month: int, lang: str = "vi",
                      top_reasons: int = 3):
-    """Write Phụ lục 3 (Mẫu số ``form``) as an Excel workbook in the template's layout.
+    """Write a Phụ lục 3 form (:data:`MONTHLY_FORMS`) as an Excel workbook in the template's layout.
 
     The first sheet adds up ``unit_ids``; then one sheet per unit (named by its id). Each sheet
     has the template's title lines (merged cells), the header ``STT | Nội dung | Kết quả trong
     tháng báo cáo | Kết quả từ đầu năm đến tháng báo cáo`` and its rows with their numbering;
     counts are numbers (format ``#,##0``), rates are numbers (``0.00%``; ``–`` when nothing to
     divide by), overdue reasons text. The figures are those of :func:`monthly_table` (both come
-    from :func:`monthly_values`). Text from data (unit names, reasons) is neutralised so that no
-    cell runs as a formula. Returns the path.
+    from :func:`monthly_values`). Below the table, after a blank row, the form's adaptations of the
+    template (:func:`monthly_adaptations`; none for the forms as printed). Text from data (unit
+    names, reasons) is neutralised so that no cell runs as a formula. Returns the path.
     """
     from openpyxl import Workbook
 
     ids = [str(u) for u in unit_ids]
-    form_title = label(f"form{form}", lang)
+    form = monthly_form(form)
+    form_title = label(form, lang)
+    notes = monthly_adaptations(form, lang)
     heading = _xl_text("pl3_heading", lang, month=f"{month:02d}", year=year)
     wb = Workbook()
     taken: set[str] = set()
@@ -493,12 +617,12 @@ def monthly_workbook(counts: pd.DataFrame, reasons: pd.DataFrame, form: int, uni
     ws.title = _xl_sheet_title(_xl_text("pl3_all_sheet", lang), taken)
     lines = [(_xl_text("pl3_annex", lang), False, "left"), (form_title, True, "left"),
              (_xl_text("pl3_all_units", lang, k=len(ids)), False, "left"), (heading, True, "center")]
-    _monthly_sheet(ws, monthly_values(counts, reasons, form, ids), lines, lang, top_reasons)
+    _monthly_sheet(ws, monthly_values(counts, reasons, form, ids), lines, lang, top_reasons, notes)
     for unit in ids:
         ws = wb.create_sheet(_xl_sheet_title(unit, taken))
         lines = [(_xl_text("pl3_annex", lang), False, "left"), (form_title, True, "left"),
                  (str(unit_names.get(unit, unit)), True, "left"), (heading, True, "center")]
-        _monthly_sheet(ws, monthly_values(counts, reasons, form, [unit]), lines, lang, top_reasons)
+        _monthly_sheet(ws, monthly_values(counts, reasons, form, [unit]), lines, lang, top_reasons, notes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)

@@ -90,7 +90,8 @@ class _RichProgress:
                 return
             seconds = run.seconds + run.export_seconds
             if run.status == OK:
-                self.console.print(f"[green]✓[/] {escape(run.label)}  {seconds:.1f} s")
+                reused = " (reused: same data, settings and software)" if run.note == "reused" else ""
+                self.console.print(f"[green]✓[/] {escape(run.label)}  {seconds:.1f} s{reused}")
             elif run.status == FAILED:
                 self.console.print(f"[bold red]✗ {escape(run.label)} failed[/]  {seconds:.1f} s")
             else:
@@ -132,13 +133,13 @@ def report(
         None, "--stages", help="Only these stages, e.g. 10,20 (the others are listed as skipped)."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", min=1, help="Per-unit reports run at the same time (default: CPU cores)."
+        None, "--workers", min=1, help="Steps (stages, batches of per-unit reports) run at the same time (default: CPU cores)."
     ),
     notebooks_dir: Path = typer.Option(
         config.NOTEBOOKS_DIR, "--notebooks-dir", help="Folder with the stage notebooks and fanout/ templates."
     ),
     fresh_kernels: bool = typer.Option(
-        False, "--fresh-kernels", help="Start a new kernel for every per-unit report (slower; default reuses one per worker)."
+        False, "--fresh-kernels", help="Start a new kernel for every step (slower; default: each worker keeps one kernel)."
     ),
     pdf: bool = typer.Option(
         False, "--pdf", help="Also write the annual report and the scorecards as PDF (downloads/pdf/; needs WeasyPrint).",
@@ -148,7 +149,7 @@ def report(
         help="Last year's input folder, for year-on-year changes (default: <data-dir>/previous_year if it exists).",
     ),
     previous_results: Optional[Path] = typer.Option(
-        None, "--previous-results", help="Last year's results/ folder from an earlier run (skips recomputing it).",
+        None, "--previous-results", help="Last year's results/ folder from an earlier run (used as it is).",
     ),
     profile: Optional[str] = typer.Option(
         None, "--profile",
@@ -205,21 +206,18 @@ def report(
         previous_results = Path(chosen_previous)
     if previous_data is None and (data_dir / runner.PREVIOUS_YEAR_DIR).is_dir():
         previous_data = data_dir / runner.PREVIOUS_YEAR_DIR
+    compute_previous = previous_results is None and previous_data is not None and wants_yoy
+    if compute_previous:  # computed beside this year's first stages, or reused when nothing changed
+        console.print(f"Previous year {settings.year - 1}: data [bold]{escape(str(previous_data))}[/]")
+    elif previous_results is not None:
+        settings = settings.replace(index_ranking__previous_results=str(previous_results.resolve()))
     try:
-        if previous_results is None and previous_data is not None and wants_yoy:
-            console.print(f"Previous year {settings.year - 1}: data [bold]{escape(str(previous_data))}[/]")
-            previous_results = runner.run_previous_year(
-                previous_data, run_dir, settings, notebooks_dir=notebooks_dir, progress=progress)
-        if previous_results is not None:
-            settings = settings.replace(index_ranking__previous_results=str(previous_results.resolve()))
         summary = runner.run_report(
             data_dir, run_dir, settings, stages=selected, fanout=fanout, workers=workers,
             notebooks_dir=notebooks_dir, reuse_kernels=not fresh_kernels, progress=progress, pdf=pdf,
             applicable=chosen_profile.stages if chosen_profile is not None else None,
+            previous_data=previous_data if compute_previous else None,
         )
-    except RuntimeError as exc:  # the previous year failed
-        progress.close()
-        raise _fail(str(exc), 1)
     except ValueError as exc:
         progress.close()
         raise _fail(str(exc))
@@ -248,6 +246,8 @@ def _failure_lines(summary) -> list[str]:
     """One line per failed stage (notebook, cell, cause) and one per fan-out template with failures."""
     lines = []
     for failed in summary.failed:
+        if failed.kind == "previous":  # last year's stages, run without notebooks
+            lines.append(f"previous year ({failed.source}): {failed.failure.cause() if failed.failure else 'failed'}")
         if failed.kind != "stage":
             continue
         cell = f" cell {failed.failure.cell}" if failed.failure and failed.failure.cell is not None else ""

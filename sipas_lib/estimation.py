@@ -595,6 +595,86 @@ def _sparse_stage_cov(unit: np.ndarray, unit_group: np.ndarray, n_g: np.ndarray,
     return factor * out
 
 
+def _sparse_H(design: SurveyDesign) -> dict:
+    """Per-design sparse forms of the calibration's unit sums of H (one-hot atoms; internal cache):
+    ``SH`` (n_psu x p_a) per atom and ``ESH`` = its stratum sums (n_strata x p_a)."""
+    cache = _design_cache(design)
+    if "SH_sparse" not in cache:
+        st = design._structure
+        E = sparse.csr_matrix((np.ones(st.n_psu), (st.psu_stratum, np.arange(st.n_psu))), shape=(st.n_strata, st.n_psu))
+        SH = [sparse.csr_matrix((a.h_factor, (st.psu, a.codes)), shape=(st.n_psu, a.p)) for a in cache["atoms"]]
+        for m in SH:
+            m.sum_duplicates()
+        cache["SH_sparse"] = SH
+        cache["ESH_sparse"] = [(E @ m).tocsr() for m in SH]
+    return cache
+
+
+def _calibrated_diag_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarray, D: int, k: int) -> np.ndarray:
+    """``_expanded_cov(mode="diag")`` of a calibrated one-stage design whose calibration atoms are all
+    one-hot (post-strata, raking margins), without the dense PSU x domain x score matrix.
+
+    The PSU totals are ``T = A - sum_a SH_a B_a``: ``A`` has, per PSU, non-zeros only in the domains
+    of its own rows, and the calibration part has rank ``p`` (the cells). With the PSU scale ``s``
+    (``_stage_scales``) and the stratum sums ``R_h = sum_{u in h} T_u``, the stage variance
+    ``sum_h s_h sum_{u in h} (T_u - c_h R_h / n_h)^2`` is
+
+    .. math:: \\sum_u s_u A_u^2 - 2\\sum_a\\sum_u s_u A_u (SH_a B_a)_u
+              + \\sum_{a,b} B_a \\circ (SH_a^\\top S\\, SH_b) B_b - \\sum_h s_h c_h R_h^2 / n_h
+
+    (column by column): grouped sums over the rows, and products with ``p x p`` and ``n_strata x p``
+    sparse matrices. Same value as centring the dense matrix (to rounding), at a small fraction of
+    the time and memory: the Hà Nội demo's 141 units x 32 scores in 0.1 s instead of 3.5 s, and a
+    national run's 3,900 units without a 400,000 x 125,000 matrix.
+    """
+    st = design._structure
+    cache = _sparse_H(design)
+    SH, ESH = cache["SH_sparse"], cache["ESH_sparse"]
+    scale, centre, factor = _stage_scales(st.n_h, st.f_h, design.lonely_psu, None)
+    s_psu = scale[st.psu_stratum]
+    S = sparse.diags(s_psu)
+    G = [[(SH[a].T @ S @ SH[b]).tocsr() for b in range(len(SH))] for a in range(len(SH))]
+    shrink = np.where(centre, scale / st.n_h, 0.0)
+    w = design.w
+    p_total = sum(m.shape[1] for m in SH)
+    Dc = max(1, min(D, _CHUNK_BUDGET // max(1, max(st.n_strata, p_total) * k)))
+    out = np.empty((D, k))
+    for d0 in range(0, D, Dc):
+        d1 = min(D, d0 + Dc)
+        Dc_ = d1 - d0
+        inside = (dom >= d0) & (dom < d1)
+        wv = np.where(inside, w, 0.0)
+        dl = np.where(inside, dom - d0, 0)
+        cf = [c[d0:d1] for c in coefs]
+        B = _calibration_coefficients(design, bases, cf, wv, dl, Dc_, k)
+        # the rows' own parts, summed per (PSU, domain) pair present
+        rows = np.flatnonzero(inside)
+        dr = dl[rows]
+        a = np.zeros((rows.size, k))
+        for base, coef in zip(bases, cf):
+            a += (1.0 if base is None else base[rows]) * coef[dr]
+        a *= w[rows][:, None]
+        pair, inv = np.unique(st.psu[rows] * Dc_ + dr, return_inverse=True)
+        A = _group_sum(inv, a, pair.size)
+        pu, pd_ = pair // Dc_, pair % Dc_
+        sp = s_psu[pu][:, None]
+        total = _group_sum(pd_, sp * A * A, Dc_)
+        for m, b in zip(SH, B):  # cross terms: each pair's A with its PSU's calibration part in its domain
+            sub = m[pu].tocoo()
+            bb = b.reshape(b.shape[0], Dc_, k)[sub.col, pd_[sub.row]] * sub.data[:, None]
+            total -= 2.0 * _group_sum(pd_, sp * A * _group_sum(sub.row, bb, pair.size), Dc_)
+        flat = total.reshape(Dc_ * k)
+        for i, ba in enumerate(B):
+            for j, bb in enumerate(B):
+                flat += (ba * (G[i][j] @ bb)).sum(axis=0)
+        R = _group_sum(st.psu_stratum[pu] * Dc_ + pd_, A, st.n_strata * Dc_).reshape(st.n_strata, Dc_ * k)
+        for m, b in zip(ESH, B):
+            R -= m @ b
+        flat -= shrink @ (R * R)
+        out[d0:d1] = factor * flat.reshape(Dc_, k)
+    return out
+
+
 def _expanded_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarray, D: int,
                   mode: str = "diag", unit_parts: list | None = None):
     """Design covariance of domain totals of linearized scores.
@@ -622,6 +702,9 @@ def _expanded_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarra
             v = v + _sparse_stage_cov(st.ssu, st.ssu_psu, st.m_i, f2, design.lonely_psu, mult, rows, d, D,
                                       wr, bases, coefs, k, mode)
         return v
+    if (calibrated and mode == "diag" and unit_parts is None and st.ssu is None
+            and all(a.codes is not None for step in design.calibration for a in step.atoms)):
+        return _calibrated_diag_cov(design, bases, coefs, dom, D, k)
     if unit_parts is not None:
         chunks = [(0, D)]
     elif mode == "full":

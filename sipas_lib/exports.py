@@ -12,8 +12,9 @@ tables (read through their contracts), so a download shows the same figures as t
   variable labels, since Stata files written by ReadStat carry no notes). No personal data and
   no free text: only the contract's columns, less the free-text answers and where a record was
   read (``source_file`` may carry a name);
-* ``phu_luc_3_mau_so_1.xlsx`` / ``phu_luc_3_mau_so_2.xlsx`` and ``phu_luc_4.xlsx``: the monthly and
-  annual administrative reports in the template's layout (:mod:`sipas_lib.admin_reports`).
+* ``phu_luc_3_mau_so_1.xlsx`` / ``phu_luc_3_mau_so_2.xlsx`` (districts) or
+  ``phu_luc_3_mau_so_2_xa_phuong.xlsx`` (communes and wards, two-tier years) and ``phu_luc_4.xlsx``:
+  the monthly and annual administrative reports in the template's layout (:mod:`sipas_lib.admin_reports`).
 
 Labels longer than a format allows are cut with ``…`` (SPSS: 256 bytes for a variable label, 120
 for a value label, 64 for the file label; Stata: 80 characters), and what is written is exactly
@@ -257,13 +258,21 @@ def microdata_files(paths: config.RunPaths, settings: Settings) -> list[Path]:
             write_stata(data, stata_codebook(book, spec, year, lang), folder / f"{stem}.dta")]
 
 
-#: Phụ lục 3 form of each unit type that has one (as in notebook 70).
-MONTHLY_FORM_OF_TYPE = {"department": 1, "district": 2}
+#: The workbook of each Phụ lục 3 form (:data:`sipas_lib.admin_reports.MONTHLY_FORMS`).
+MONTHLY_WORKBOOKS = {"form1": "phu_luc_3_mau_so_1.xlsx", "form2": "phu_luc_3_mau_so_2.xlsx",
+                     "form2_commune": "phu_luc_3_mau_so_2_xa_phuong.xlsx"}
 
 
 def admin_workbooks(paths: config.RunPaths, settings: Settings) -> list[Path]:
-    """Write Phụ lục 3 (one workbook per Mẫu số with units) and Phụ lục 4 as ``.xlsx`` into ``downloads/``,
-    from the tables of stages 70 and 80 (each only when that stage's tables are there)."""
+    """Write Phụ lục 3 (one workbook per form with units) and Phụ lục 4 as ``.xlsx`` into ``downloads/``,
+    from the tables of stages 70 and 80 (each only when that stage's tables are there).
+
+    Which form each unit reports on comes from the year's units registry, as in notebook 70
+    (:func:`sipas_lib.admin_reports.units_by_monthly_form`): departments Mẫu số 1, districts Mẫu số 2,
+    the communes and wards of a two-tier year the commune Mẫu số 2.
+    """
+    from sipas_lib.stages.monthly_report import registry
+
     folder = Path(paths.run_dir) / DOWNLOADS_DIR
     lang = settings.lang
     written: list[Path] = []
@@ -271,16 +280,13 @@ def admin_workbooks(paths: config.RunPaths, settings: Settings) -> list[Path]:
     reasons = schemas.read_result(paths, "monthly_overdue_reasons", required=False)
     overview = schemas.read_result(paths, "monthly_overview", required=False)
     if counts is not None and reasons is not None and overview is not None and len(overview):
-        units = schemas.read_result(paths, "units", required=False)
-        names = ({} if units is None else
-                 dict(zip(units["unit_id"].astype(str), units[f"name_{lang}"].astype(str))))
+        units = registry(paths)
+        names = dict(zip(units["unit_id"].astype(str), units[f"name_{lang}"].astype(str)))
         month = int(overview["month"].iloc[0])
-        for unit_type, form in MONTHLY_FORM_OF_TYPE.items():
-            ids = sorted(set(counts.loc[counts["unit_type"] == unit_type, "unit_id"].astype(str)))
-            if ids:
-                written.append(admin_reports.monthly_workbook(
-                    counts, reasons, form, ids, names, folder / f"phu_luc_3_mau_so_{form}.xlsx",
-                    year=settings.year, month=month, lang=lang))
+        for form, ids in admin_reports.units_by_monthly_form(units, counts["unit_id"]).items():
+            written.append(admin_reports.monthly_workbook(
+                counts, reasons, form, ids, names, folder / MONTHLY_WORKBOOKS[form],
+                year=settings.year, month=month, lang=lang))
     tables = {name: schemas.read_result(paths, name, required=False)
               for name in ("annual_survey_summary", "annual_survey_forms", "annual_survey_units",
                            "annual_survey_quarantine")}

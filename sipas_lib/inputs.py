@@ -931,6 +931,22 @@ def _backstop(contract: schemas.TableContract, columns: Sequence[str]) -> pa.Dat
     return _BACKSTOPS[key]
 
 
+def optional_year_file(data_dir: str | os.PathLike, stem: str, what: str,
+                       suffixes: Sequence[str] = (".csv", ".xlsx", ".parquet")) -> Path | None:
+    """The year's optional input file ``<stem><suffix>`` in ``data_dir`` (e.g. ``recheck.csv``), or ``None``.
+
+    Raises
+    ------
+    InputError
+        When two of them exist (which one holds the year's records cannot be guessed).
+    """
+    found = [Path(data_dir) / f"{stem}{suffix}" for suffix in suffixes if (Path(data_dir) / f"{stem}{suffix}").exists()]
+    if len(found) > 1:
+        raise InputError(found[1], f"one {what} file",
+                         problem=f"{found[0].name} is there too; keep one {what} file per year")
+    return found[0] if found else None
+
+
 def read_input(data_dir: str | os.PathLike, name: str, *, units: pd.DataFrame | None = None,
                personal: bool = False) -> pd.DataFrame:
     """Read one input file of a year, typed and validated against its contract.

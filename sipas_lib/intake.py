@@ -5,8 +5,9 @@ with canonical headers (``form_id, unit_id, c01 ...``) or the Vietnamese headers
 form (``Mã số phiếu, Đơn vị, Câu 1 ...``; see :data:`VIETNAMESE_HEADERS`). Submission exports of
 ODK Central (CSV) and KoboToolbox (CSV, XLSX) of the XLSForm that ``sipas form export`` writes are
 read the same way: group-prefixed headers (``E1-c01``, ``E1/c01``) map to their question's name,
-choice values are the codes, the tools' metadata columns are dropped. Intake works in
-five steps:
+choice values are the codes, the tools' metadata columns are dropped — except the reviewers'
+decision (ODK Central ``ReviewState``, KoboToolbox ``_validation_status``; see *Review states*
+below). Intake works in five steps:
 
 1. :func:`read_table` reads a file *read-only* (raw files are never modified) and maps its
    headers to canonical names. Every cell stays text, stored once per distinct value (a
@@ -49,12 +50,34 @@ A form id that appears more than once is handled this way (documented decision):
 Invariant: ``received = accepted + quarantined`` for every file and unit; it is checked in code
 (:func:`validate_responses` raises ``AssertionError`` if it ever failed) and in the tests.
 
+Review states of ODK Central and KoboToolbox
+--------------------------------------------
+Both tools let a reviewer mark each submission; the export carries the mark (:data:`REVIEW_STATES`).
+Documented decision:
+
+* *rejected* (ODK Central ``rejected``; KoboToolbox ``validation_status_not_approved`` / "Not
+  Approved") is a decision that the record is not valid data: it is quarantined
+  (``review_rejected``, before every other rule) and is not a copy in the duplicate check, so a
+  corrected re-submission of the same form id is accepted rather than set aside as a conflict;
+* *flagged* (ODK Central ``hasIssues``; KoboToolbox ``validation_status_on_hold`` / "On Hold")
+  is a question still open, not a decision: the record is accepted and counted in a note naming
+  its rows. Dropping it would make the results depend on how far the review has got and would
+  silently lose real respondents of the units whose reviewers flag most; the note tells the
+  team what to settle before the final run (a later export carries the decision);
+* not reviewed (empty, ``received``), ``approved`` and ``edited`` (the export holds the edited
+  values) are accepted;
+* any other value is quarantined (``review_state_value``): nobody can tell whether it was rejected.
+
 Item-level missing values are allowed (scattered missing items are not a reason to quarantine);
 a form with no rated item answered at all is quarantined (``empty_form``). Section V (c15-c18) is
 answered only by respondents who gave feedback: ``gave_feedback`` = any of those items answered.
 
 Personal data (``enumerator_name``, ``enumerator_phone``, ``enumerator_address``) and columns
-intake does not know are dropped; they never appear in the accepted or quarantine tables.
+intake does not know are dropped; they never appear in the accepted or quarantine tables. The
+enumerator is kept only as a code, ``enumerator_code`` (E001, E002 … by first appearance among the
+accepted forms of the run; names compared ignoring case, spacing and Unicode form), beside the optional
+``collection_point`` and ``return_date`` (:data:`FIELDWORK_COLUMNS`), for the fabrication screening
+(:mod:`sipas_lib.screening`). An unreadable return date is left empty and listed in ``date_problems``.
 """
 
 from __future__ import annotations
@@ -84,6 +107,8 @@ __all__ = [
     "HEADER_ALIASES",
     "PERSONAL_COLUMNS",
     "RULES",
+    "REVIEW_STATES",
+    "REVIEW_RULES",
     "IntakeError",
     "IntakeResult",
     "normalize_header",
@@ -121,6 +146,8 @@ VIETNAMESE_HEADERS: dict[str, str] = {
     "Trình độ": "education",
     "Trình độ khác": "education_other",
     "Ngày khảo sát": "survey_date",
+    "Điểm thu phiếu": "collection_point",
+    "Ngày thu phiếu": "return_date",
     "Họ tên điều tra viên": "enumerator_name",
     "Số điện thoại điều tra viên": "enumerator_phone",
     "Địa chỉ điều tra viên": "enumerator_address",
@@ -139,6 +166,9 @@ HEADER_ALIASES: dict[str, str] = {
     "Họ và tên điều tra viên": "enumerator_name",
     "Điện thoại điều tra viên": "enumerator_phone",
     **{f"Câu 1.{k}": f"c{k:02d}" for k in range(1, 19)},
+    # the reviewers' decision in a form tool's submission export (see REVIEW_STATES)
+    "ReviewState": "review_state",  # ODK Central
+    "_validation_status": "review_state",  # KoboToolbox
 }
 
 PERSONAL_COLUMNS: tuple[str, ...] = ("enumerator_name", "enumerator_phone", "enumerator_address")
@@ -146,7 +176,25 @@ PERSONAL_COLUMNS: tuple[str, ...] = ("enumerator_name", "enumerator_phone", "enu
 _CANONICAL = frozenset(VIETNAMESE_HEADERS.values()) | frozenset(HEADER_ALIASES.values())
 DEMOGRAPHIC_COLUMNS: tuple[str, ...] = ("gender", "age_group", "education")
 REQUIRED_COLUMNS: tuple[str, ...] = ("form_id", "unit_id", "channel")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("field", *DEMOGRAPHIC_COLUMNS, "education_other", "survey_date")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("field", *DEMOGRAPHIC_COLUMNS, "education_other", "survey_date", "review_state",
+                                     *("collection_point", "return_date"))
+#: Fieldwork columns kept for the integrity screening (sipas_lib.screening): where and when the form came
+#: back (not personal) and the enumerator as a code (E001… by first appearance among the accepted forms of
+#: the run, from ``enumerator_name``; the name itself never leaves intake).
+FIELDWORK_COLUMNS: tuple[str, ...] = ("collection_point", "return_date", "enumerator_code")
+
+#: Review states of form-tool exports (normalized like any label: case, ``_`` and spaces ignored) ->
+#: what intake does: ``rejected`` (quarantined), ``flagged`` (accepted, counted in a note), ``accepted``.
+#: ODK Central ``ReviewState``: received (or empty), hasIssues, edited, approved, rejected;
+#: KoboToolbox ``_validation_status``: its uid (``validation_status_approved`` …) or its label.
+REVIEW_STATES: dict[str, str] = {
+    "received": "accepted", "approved": "accepted", "edited": "accepted",
+    "hasIssues": "flagged", "has issues": "flagged", "rejected": "rejected",
+    "validation_status_approved": "accepted", "validation_status_not_approved": "rejected",
+    "validation_status_on_hold": "flagged", "not approved": "rejected", "on hold": "flagged",
+}
+#: Rules of the reviewers' decision (checked first; see the module's *Review states*).
+REVIEW_RULES: tuple[str, ...] = ("review_rejected", "review_state_value")
 
 #: Vietnamese labels accepted for the survey mode (``channel``), besides the codes themselves.
 CHANNEL_LABELS: dict[str, str] = {
@@ -167,6 +215,11 @@ FIELD_LABELS: dict[str, str] = {
 
 #: Record rules in priority order: a record that breaks several gets the first one's reason.
 RULES: dict[str, tuple[str, str]] = {
+    "review_rejected": ("rejected by the reviewers in the form tool (ODK Central 'rejected', KoboToolbox "
+                        "'not approved')",
+                        "bị người duyệt từ chối trên công cụ thu phiếu (ODK Central 'rejected', KoboToolbox "
+                        "'not approved')"),
+    "review_state_value": ("review state of the form tool not recognised", "trạng thái duyệt phiếu không xác định"),
     "form_id_missing": ("form id is empty", "thiếu mã số phiếu"),
     "form_id_format": ("form id is not 6 or 10 digits", "mã số phiếu không gồm 6 hoặc 10 chữ số"),
     "form_id_check_digit": ("form id fails its check digit (mistyped?)", "mã số phiếu sai chữ số kiểm tra"),
@@ -656,7 +709,7 @@ def _check_formulas(path: Path, title: str, head_row: int, known: Sequence[int],
     from openpyxl import load_workbook
 
     empty = np.array([[r[j] is None for j in known] for r in body], dtype=bool).reshape(len(body), len(known))
-    if not empty.any():
+    if not empty.any() or not _has_formula_cells(path):
         return
     wb = load_workbook(path, read_only=True, data_only=False)
     try:
@@ -678,6 +731,30 @@ def _check_formulas(path: Path, title: str, head_row: int, known: Sequence[int],
                           "values were never calculated and saved (the workbook was written by a program, not "
                           "saved by Excel); they are not blank answers. Open the file in Excel and save it, or "
                           "paste the answers as values")
+
+
+#: A formula cell of a worksheet part (SpreadsheetML ``<f>``, with or without a namespace prefix).
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
+
+
+def _has_formula_cells(path: Path) -> bool:
+    """True when some worksheet of the workbook holds a formula (an ``<f>`` element in its XML).
+
+    A cheap scan of the zipped sheet parts (~0.5 s for 55,000 rows x 30 columns) that spares the
+    second, formula-mode pass of openpyxl over the whole sheet (~30 s) when no cell has a formula,
+    as in every workbook exported from a survey tool; a workbook with formulas gets the full check.
+    """
+    with zipfile.ZipFile(path) as book:
+        for name in book.namelist():
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            with book.open(name) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    if _FORMULA_TAG.search(tail + chunk):
+                        return True
+                    tail = chunk[-32:]  # a tag cut between two chunks
+    return False
 
 
 def _excel_letter(j: int) -> str:
@@ -883,6 +960,8 @@ DATE_RULES: dict[str, tuple[str, str]] = {
                        "month-first dates); date left missing",
                        "ngày khảo sát không rõ (ngày và tháng đều ≤ 12 trong tệp lẫn hai cách ghi ngày); "
                        "bỏ trống ngày"),
+    "return_date_unreadable": ("return date cannot be read (or day and month are ambiguous); date left missing",
+                               "ngày thu phiếu không đọc được (hoặc không rõ ngày/tháng); bỏ trống ngày"),
 }
 
 IGNORED_COLUMNS = ["source_file", "source_row", "rule", "reason", "reason_vi"]
@@ -948,7 +1027,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     n_read = len(raw)
     empty_col = (np.full(n_read, -1, dtype=np.intp), np.zeros(0, dtype=object))
     cols = {c: (_coded(raw[c]) if c in raw.columns else empty_col)
-            for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *item_codes)}
+            for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "enumerator_name", *item_codes)}
 
     # Rows that are not questionnaires: a total row, or no form id and no answer at all.
     answer_cols = [*item_codes, *DEMOGRAPHIC_COLUMNS, "education_other"]
@@ -1158,11 +1237,53 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
                                   .astype("datetime64[ns]"), np.datetime64("NaT"))
     d_shown, d_kind_en, d_kind_vi = _value_kinds(d_values)
 
+    # Fieldwork columns of the integrity screening. A return date that cannot be read (or is ambiguous) is
+    # left empty and listed in date_problems, the answers kept; a collection point is a code (post office,
+    # desk, "online"), and one that looks like a phone number or e-mail address is personal data: left empty.
+    from sipas_lib.privacy import EMAIL_PATTERN, PHONE_PATTERN
+
+    p_codes, p_values = cols["collection_point"]
+    looks_personal = np.array([bool(PHONE_PATTERN.search(str(v)) or EMAIL_PATTERN.search(str(v)))
+                               for v in p_values], dtype=bool)
+    typed["collection_point"] = _Coded(p_codes, np.where(looks_personal, None, p_values), None)
+    rd_codes, rd_values = cols["return_date"]
+    return_of_value, _ = _parse_dates(rd_values)
+    return_bad = _spread(np.isnat(return_of_value), rd_codes, False)
+    if return_bad.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and return_bad.sum() == (rd_codes >= 0).sum():
+        f, r = _where_first(return_bad, source_file, source_row)
+        raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, 'return_date')}: none of the "
+                          f"{int(return_bad.sum())} return dates can be read (e.g. "
+                          f"{_example(rd_values[np.isnat(return_of_value)])}); expected dates like 2025-10-14 or "
+                          "14/10/2025")
+    typed["return_date"] = _Coded(rd_codes, return_of_value.astype("datetime64[ns]"), np.datetime64("NaT"))
+    rd_shown, rd_kind_en, rd_kind_vi = _value_kinds(rd_values)
+    # the enumerator, by a normalized name (case, spacing, NFC) that is turned into a code in _finalize
+    e_codes, e_values = cols["enumerator_name"]
+    typed["enumerator_key"] = _Coded(e_codes, _norm_array(e_values), None)
+
     # Empty form: no rated item of its own form answered
     own_items = (instrument.item_codes if instrument is not None else item_codes)
     empty = ~item_bad
     for c in own_items:
         empty &= ~typed[c].present()
+
+    # Reviewers' decision (form-tool exports): rejected -> quarantined, flagged -> accepted and noted
+    r_codes, r_values = cols["review_state"]
+    review_keys = {_norm_key(k): v for k, v in REVIEW_STATES.items()}
+    decision_of_value = pd.Series(_norm_array(r_values), dtype=object).map(review_keys).to_numpy(dtype=object)
+    unknown_value = pd.isna(decision_of_value)
+    review_unknown = _spread(unknown_value, r_codes, False)
+    if review_unknown.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and review_unknown.sum() == (r_codes >= 0).sum():
+        f, r = _where_first(review_unknown, source_file, source_row)
+        raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, 'review_state')}: no value "
+                          f"in this column is a review state (e.g. {_example(r_values[unknown_value])}); expected ODK "
+                          "Central's received, hasIssues, edited, approved, rejected or KoboToolbox's validation "
+                          "statuses (approved, not approved, on hold), or empty")
+    review_rejected = _spread(decision_of_value == "rejected", r_codes, False)
+    review_flagged = _spread(decision_of_value == "flagged", r_codes, False)
+    r_shown, r_kind_en, r_kind_vi = _value_kinds(r_values)
+    # a known review state is the tool's vocabulary, never personal: quoted; an unknown one by its kind
+    r_shown = np.where(unknown_value, r_shown, np.array([f"'{v}'" for v in r_values], dtype=object))
 
     sf_codes, sf_values = pd.factorize(source_file.to_numpy(dtype=object))
     typed["source_file"] = _Coded(sf_codes.astype(np.int32), np.asarray(sf_values, dtype=object), None)
@@ -1184,6 +1305,8 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     field_txt_vi = shown_or_kind(f_shown, f_kind_vi, f_codes)
     date_txt = shown_or_kind(d_shown, d_kind_en, d_codes)
     date_txt_vi = shown_or_kind(d_shown, d_kind_vi, d_codes)
+    review_txt = shown_or_kind(r_shown, r_kind_en, r_codes)
+    review_txt_vi = shown_or_kind(r_shown, r_kind_vi, r_codes)
     uid_obj = uid.to_numpy(dtype=object)
     utype_obj = utype.to_numpy(dtype=object)
     form_obj = form.to_numpy(dtype=object)
@@ -1195,6 +1318,13 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     ucode_s = lambda rows: np.array(["" if np.isnan(v) else str(int(v)) for v in ucode[rows]], dtype=object)  # noqa: E731
     more = lambda rows: np.where(n_bad_items[rows] > 1, np.char.add(np.char.add(" (+", (n_bad_items[rows] - 1).astype(str)), " more)"), "")  # noqa: E731
     checks = [
+        ("review_rejected", review_rejected, "review_state",
+         lambda r: "rejected by the reviewers in the form tool (review state" + review_txt(r) + ")",
+         lambda r: "bị người duyệt từ chối trên công cụ thu phiếu (trạng thái" + review_txt_vi(r) + ")"),
+        ("review_state_value", review_unknown, "review_state",
+         lambda r: "review state" + review_txt(r) + " is not known; expected ODK Central's received, hasIssues, "
+         "edited, approved, rejected or KoboToolbox's approved, not approved, on hold",
+         lambda r: "trạng thái duyệt" + review_txt_vi(r) + " không xác định"),
         ("form_id_missing", fid_rule == "form_id_missing", "form_id",
          lambda r: "form id is empty", lambda r: "thiếu mã số phiếu"),
         ("form_id_format", fid_rule == "form_id_format", "form_id",
@@ -1249,6 +1379,14 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         reason[rows] = np.asarray(en(rows), dtype=object)
         reason_vi[rows] = np.asarray(vi(rows), dtype=object)
 
+    flagged = review_flagged & (rule == None)  # noqa: E711
+    if review_rejected.any() or flagged.any():
+        notes.append(f"{src}: review states of the form tool: {int(review_rejected.sum())} submission(s) rejected by "
+                     f"the reviewers set aside (review_rejected); {int(flagged.sum())} flagged but not decided "
+                     "(ODK Central 'hasIssues', KoboToolbox 'on hold') kept, not set aside for the flag"
+                     + (f" (rows {_row_ranges(source_row[flagged])}): settle them before the final run"
+                        if flagged.any() else ""))
+
     # Date problems of records that are otherwise fine or not: the record keeps its answers
     outside_rows = _spread(outside_value, d_codes, False)
     ambiguous_rows = _spread(ambiguous_value, d_codes, False)
@@ -1266,19 +1404,31 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
                               "bỏ trống ngày", "ngày khảo sát" + date_txt_vi(rows) + " không rõ ngày/tháng (tệp lẫn "
                               "hai cách ghi ngày); bỏ trống ngày"),
     }, columns=DATE_PROBLEM_COLUMNS)
+    rows = np.flatnonzero(return_bad)
+    if len(rows):
+        return_txt = shown_or_kind(rd_shown, rd_kind_en, rd_codes)(rows)
+        return_txt_vi = shown_or_kind(rd_shown, rd_kind_vi, rd_codes)(rows)
+        date_problems = pd.concat([date_problems, pd.DataFrame({
+            "source_file": source_file.to_numpy(dtype=object)[rows], "source_row": source_row[rows],
+            "form_id": _spread(np.where(fid_shown_v != "", fid_values, ""), fid_codes, "")[rows],
+            "unit_id": unit_shown[rows], "rule": "return_date_unreadable",
+            "reason": "return date" + return_txt + " cannot be read (or day and month are ambiguous); date left missing",
+            "reason_vi": "ngày thu phiếu" + return_txt_vi + " không đọc được (hoặc không rõ ngày/tháng); bỏ trống ngày",
+        }, columns=DATE_PROBLEM_COLUMNS)], ignore_index=True)
     if len(date_problems):
         counts = date_problems["rule"].value_counts()
         kinds = ", ".join(f"{DATE_RULES[r][0].split(';')[0]}: {k}" for r, k in counts.items())
-        notes.append(f"{src}: {len(date_problems)} survey date(s) set to missing, answers kept ({kinds})")
+        notes.append(f"{src}: {len(date_problems)} survey or return date(s) set to missing, answers kept ({kinds})")
     where = f"sheet {sheet_name!r}, header in row {head_row}" if sheet_name else f"header in row {head_row}"
     if sheet_name:
         notes.append(f"{src}: read {where}")
     source = {"source_file": str(source_file.iloc[0]) if len(source_file) else Path(src).name,
               "sheet": sheet_name or "", "header_row": int(head_row or 1), "rows_read": int(n_read),
               "ignored_rows": int(ignore.sum()), "received": int(n)}
-    return _Checked(typed=typed, n=n, form_id_ok=fid_ok, rule=rule, column=column, reason=reason,
-                    reason_vi=reason_vi, form_id_shown=_spread(np.where(fid_shown_v != "", fid_values, ""),
-                                                               fid_codes, ""),
+    # a rejected submission (or one of unknown review state) is not a copy: a corrected re-submission stays
+    return _Checked(typed=typed, n=n, form_id_ok=fid_ok & ~review_rejected & ~review_unknown, rule=rule,
+                    column=column, reason=reason, reason_vi=reason_vi,
+                    form_id_shown=_spread(np.where(fid_shown_v != "", fid_values, ""), fid_codes, ""),
                     unit_shown=unit_shown, item_codes=item_codes, notes=notes, ignored=ignored,
                     date_problems=date_problems, source=source)
 
@@ -1374,6 +1524,15 @@ def _finalize(parts: Sequence[_Checked], feedback_items: Sequence[str]) -> Intak
     other = _take_column(parts, "education_other", good)
     accepted["education_other"] = pd.Series(other, dtype="str").where(pd.notna(other), None).astype(object)
     accepted["survey_date"] = pd.to_datetime(_take_column(parts, "survey_date", good))
+    point = pd.Series(_take_column(parts, "collection_point", good), dtype=object)
+    accepted["collection_point"] = point.where(point.notna(), None).astype(object)
+    accepted["return_date"] = pd.to_datetime(_take_column(parts, "return_date", good))
+    # E001, E002 … by first appearance among the accepted forms (codes are per run; the name stays here)
+    enumerator, _ = pd.factorize(pd.Series(_take_column(parts, "enumerator_key", good), dtype=object),
+                                 use_na_sentinel=True)
+    width = max(3, len(str(int(enumerator.max(initial=-1)) + 1)))
+    code = pd.Series(enumerator + 1, dtype="int64").astype(str).str.zfill(width)
+    accepted["enumerator_code"] = ("E" + code).where(enumerator >= 0, None).astype(object)
     accepted["gave_feedback"] = gave
     accepted["source_file"] = pd.Series(source_file[good], dtype="str")
     accepted["source_row"] = source_row[good]
@@ -1666,8 +1825,15 @@ def response_rates(sample: pd.DataFrame, accepted: pd.DataFrame, by: Sequence[st
         raise ValueError(f"response_rates: sample has no column(s) {missing}; it has {list(sample.columns)}")
 
     def came_back(records: pd.DataFrame | pd.Series) -> pd.Series:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         ids = records["form_id"] if isinstance(records, pd.DataFrame) else records
-        return issued["form_id"].isin(pd.unique(ids.astype("string").str.strip().dropna()))
+        back = pd.unique(ids.astype("string").str.strip().dropna().to_numpy(dtype=object))
+        # Arrow's hash lookup: Series.isin on strings takes ~4 s for 500,000 issued ids, this ~0.3 s
+        found = pc.is_in(pa.array(issued["form_id"].to_numpy(dtype=object), type=pa.string()),
+                         value_set=pa.array(back, type=pa.string()))
+        return pd.Series(found.to_numpy(zero_copy_only=False), index=issued.index, name="form_id")
 
     issued["returned"] = came_back(accepted)
     agg = {"issued": ("form_id", "size"), "returned": ("returned", "sum")}

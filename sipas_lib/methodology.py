@@ -170,6 +170,15 @@ def reform_text(reform: Any, settings: Settings, lang: str) -> str:
               counts=counts)
 
 
+def _integrity(settings: Settings, lang: str) -> str:
+    opts = _section(settings, "integrity")
+    policy = "integrity_policy_exclude" if opts.get("exclude_flagged") else "integrity_policy_report"
+    return _t("integrity", lang, recheck=R.fmt_pct(_section(settings, "sampling_design").get("recheck_share", 0), 0, lang),
+              threshold=R.fmt_pct(opts.get("confirmation_threshold", 0.9), 0, lang),
+              rate=R.fmt_pct(opts.get("false_flag_rate", 0.01), 0, lang),
+              gap=R.fmt_num(100 * float(opts.get("self_survey_gap", 0.05)), 1, lang), policy=_t(policy, lang))
+
+
 def appendix(spec: DesignSpec | Mapping[str, Any], settings: Settings, lang: str | None = None, *,
              n_strata: int | None = None, deff_range: tuple[float, float] | None = None,
              reform: Any = None) -> str:
@@ -225,5 +234,6 @@ def appendix(spec: DesignSpec | Mapping[str, Any], settings: Settings, lang: str
         _t("publication", lang, min_n=R.fmt_num(common["min_publish_n"], lang=lang),
            min_item=R.fmt_num(common["min_publish_n_item"], lang=lang)),
         _t("reliability", lang, level=lv, n_boot=R.fmt_num(_section(settings, "reliability").get("n_boot", 0), lang=lang)),
+        _integrity(settings, lang),
     ]
     return "\n\n".join(paragraphs)

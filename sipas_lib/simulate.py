@@ -47,6 +47,15 @@ exact and conflicting duplicated form ids. Intake must quarantine exactly these.
 *Dossiers.* Monthly administrative dossier records (Phụ lục 3): per unit and, for districts,
 per commune, with channel, field, procedure, due and resolution dates (on time / overdue /
 pending with a reason), plus petitions, apology letters and satisfaction opinions.
+
+*Records that follow satisfaction.* A unit's records and its survey answers share a latent
+quality (:func:`admin_quality`): the records follow a management quality
+:math:`m = \\rho\\,z + \\sqrt{1-\\rho^2}\\,\\zeta` with :math:`z` the unit's standardized satisfaction
+effect, :math:`\\zeta \\sim N(0, 1)` its own and :math:`\\rho` = :data:`QUALITY_CORRELATION`; a better
+unit resolves more dossiers on time, gets more online, fewer complaints and collects more opinions
+(:data:`ADMIN_LINKS`). On the two-tier demo year the communes' true index regressed on the model's
+default covariates (on-time rate, share online, complaints and opinions per 1,000) gives
+:math:`R^2 \\approx 0.6` (``tests/test_simulate.py``), so a small-area model has something to borrow.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 
 from sipas_lib.config import CHANNELS, DEFAULT_SEED, DEFAULT_YEAR, DEMO_DIR, FIELDS, PACKAGE_DIR, SURVEY_MODES
 from sipas_lib.crosswalk import validate_crosswalk
@@ -302,6 +312,91 @@ def demo_effects(units: pd.DataFrame, n_elements: int, n_criteria: int, seed: in
     return out
 
 
+#: Mean and SD of a unit's overall satisfaction effect u + mean element effect (:func:`unit_effects`: stable
+#: u ~ uniform(0.8, 1.6), SD 0.8/√12; five element effects N(0, 0.15²), their mean SD 0.15/√5).
+_EFFECT_MEAN, _EFFECT_SD = 1.2, float(np.sqrt(0.8**2 / 12 + 0.15**2 / 5))
+#: Correlation ρ of a unit's management quality (which its administrative records follow) with its
+#: satisfaction effect: set so that the two-tier year's communes give R² ≈ 0.6 (true index on the covariates).
+QUALITY_CORRELATION = 0.85
+#: Change per SD of management quality: log-odds of a late resolution, log-odds of an online submission
+#: (where the procedure offers it), log-rate of complaints, log-rate of opinions collected during service.
+ADMIN_LINKS = {"late": -0.6, "online": 0.5, "complaints": -0.5, "opinions": 0.3}
+#: SD of each record kind's own unit-level deviation from the shared quality (the kinds are not collinear).
+ADMIN_LINK_NOISE = 0.3
+
+
+def _criteria_layout() -> tuple[list[str], list[str], np.ndarray]:
+    """The local form's criteria, its elements (sorted) and each criterion's element position."""
+    instrument = instrument_for_unit_type("district")
+    criteria = list(instrument.criteria_codes)
+    element_of = instrument.items.set_index("code")["element"]
+    elements = sorted(element_of.loc[criteria].unique())
+    return criteria, elements, np.array([elements.index(element_of[c]) for c in criteria])
+
+
+def admin_quality(units: pd.DataFrame, seed: int, year: int, registry: pd.DataFrame | None = None) -> pd.DataFrame:
+    r"""How far each unit's administrative records sit from the average, on each record kind's link scale.
+
+    The unit's management quality shares a part with its overall satisfaction effect
+    :math:`u + \bar e` (unit plus mean element effect, :func:`demo_effects`, the same its survey answers
+    come from):
+
+    .. math:: m = \rho\,z + \sqrt{1-\rho^2}\,\zeta,\qquad
+              z = (u + \bar e - 1.2)\,/\,\sqrt{0.8^2/12 + 0.15^2/5},
+
+    with :math:`\rho` = :data:`QUALITY_CORRELATION` and :math:`\zeta \sim N(0,1)` the unit's own;
+    record kind :math:`k` shifts by :math:`b_k (m + \xi_k)` (:data:`ADMIN_LINKS`,
+    :math:`\xi_k \sim N(0, 0.3^2)`, :data:`ADMIN_LINK_NOISE`). :math:`\zeta, \xi` are drawn once per
+    registry unit from ``seed`` (stable across years and whichever units a year keeps); :math:`u`
+    carries the year's drift. The design follows the area-level model the records feed
+    (Rao & Molina 2015, *Small Area Estimation*, §6.1): satisfaction and records correlate through
+    the unit, not through each respondent.
+
+    Returns
+    -------
+    DataFrame
+        Index ``unit_id`` (the surveyed units of ``units``); columns ``quality`` (:math:`m`) and one
+        per key of :data:`ADMIN_LINKS` (the shift on that kind's log-odds or log-rate scale).
+    """
+    registry = load_units() if registry is None else registry
+    surveyed = surveyed_units(units)
+    criteria, elements, _ = _criteria_layout()
+    effects = demo_effects(surveyed, len(elements), len(criteria), seed, year, registry)
+    z = (effects["unit_base"] + effects["element"].mean(axis=1) - _EFFECT_MEAN) / _EFFECT_SD
+    own_rng = np.random.default_rng([seed, 3])
+    own = own_rng.normal(size=len(registry))
+    noise = own_rng.normal(0, ADMIN_LINK_NOISE, (len(registry), len(ADMIN_LINKS)))
+    pos = pd.Index(registry["unit_id"]).get_indexer(surveyed["unit_id"])
+    known = pos >= 0
+    own_u = np.where(known, own[pos], 0.0)
+    noise_u = np.where(known[:, None], noise[pos], 0.0)
+    rho = QUALITY_CORRELATION
+    quality = rho * z + np.sqrt(1 - rho**2) * own_u
+    out = pd.DataFrame({"quality": quality}, index=pd.Index(surveyed["unit_id"].to_numpy(), name="unit_id"))
+    for k, (kind, slope) in enumerate(ADMIN_LINKS.items()):
+        out[kind] = slope * (quality + noise_u[:, k])
+    return out
+
+
+def true_unit_index(units: pd.DataFrame, seed: int, year: int, registry: pd.DataFrame | None = None) -> pd.Series:
+    r"""Each surveyed unit's true overall index (the value its direct estimate targets).
+
+    Satisfied means a latent above 0, so criterion :math:`j`'s true share is
+    :math:`\Phi(\mu_j + u + e_{element(j)})` (the respondent terms have variance
+    :math:`0.8^2 + 0.6^2 = 1`, :func:`simulate_answers`); element index = mean of its criteria,
+    overall = mean of the elements (the ``mean`` aggregation rule). Returned with index ``unit_id``.
+    """
+    from scipy.stats import norm
+
+    surveyed = surveyed_units(units)
+    criteria, elements, el_idx = _criteria_layout()
+    eff = demo_effects(surveyed, len(elements), len(criteria), seed, year, registry)
+    share = norm.cdf(eff["item"][None, :] + eff["unit_base"][:, None] + eff["element"][:, el_idx])
+    element_index = np.stack([share[:, el_idx == k].mean(axis=1) for k in range(len(elements))], axis=1)
+    return pd.Series(element_index.mean(axis=1), index=pd.Index(surveyed["unit_id"].to_numpy(), name="unit_id"),
+                     name="true_index")
+
+
 def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.Generator,
                      year: int, seed: int = DEFAULT_SEED, registry: pd.DataFrame | None = None) -> pd.DataFrame:
     """Returned questionnaires (before spoiling), canonical columns, every form.
@@ -313,9 +408,7 @@ def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.G
     unit_pos = pd.Index(ids).get_indexer(sample["unit_id"])
     n = len(sample)
     instrument = instrument_for_unit_type("district")
-    criteria = instrument.criteria_codes
-    element_of = instrument.items.set_index("code")["element"]
-    elements = sorted(element_of.loc[criteria].unique())
+    criteria, elements, el_idx = _criteria_layout()
     effects = demo_effects(units, len(elements), len(criteria), seed, year, registry)
     # Response: unit effect + survey-mode effect on the logit scale.
     unit_resp = effects["response"]
@@ -325,7 +418,6 @@ def simulate_answers(sample: pd.DataFrame, units: pd.DataFrame, rng: np.random.G
     pos = unit_pos[returned]
     m = len(resp)
     unit_base, element_eff, item_eff = effects["unit_base"], effects["element"], effects["item"]
-    el_idx = np.array([elements.index(element_of[c]) for c in criteria])
     eta = rng.normal(size=(m, 1))
     latent = (item_eff[None, :] + unit_base[pos][:, None] + element_eff[pos][:, el_idx]
               + 0.8 * eta + 0.6 * rng.normal(size=(m, len(criteria))))
@@ -391,9 +483,17 @@ def spoil(answers: pd.DataFrame, rng: np.random.Generator,
 
 
 def simulate_dossiers(units: pd.DataFrame, frame_sizes: pd.Series, year: int, rng: np.random.Generator,
-                      scale: float = 1.0) -> dict[str, pd.DataFrame]:
+                      scale: float = 1.0, quality: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Administrative records for the monthly report (Phụ lục 3): every surveyed unit, and a legacy
-    district's communes (``level="commune"``)."""
+    district's communes (``level="commune"``).
+
+    ``quality`` (:func:`admin_quality`, by ``unit_id``) moves each unit's records with its latent
+    quality: the log-odds of a late resolution (3 % for a unit, 5 % for a legacy commune at 0) and
+    of an online submission (35 % level 4, 25 % level 3 where offered), the log-rates of complaints
+    (4 per 1,000 dossiers) and of opinions collected (200 per 1,000). A legacy district's communes
+    follow their district. Without it every unit has the average rates. The draws are the same
+    either way (only the probabilities change), so the procedure catalogue does not depend on it.
+    """
     owners = surveyed_units(units)[["unit_id", "unit_type"]].copy()
     owners["level"] = "unit"
     owners["commune_id"] = pd.NA
@@ -405,6 +505,8 @@ def simulate_dossiers(units: pd.DataFrame, frame_sizes: pd.Series, year: int, rn
                         "size": np.round(rng.lognormal(np.log(1500), 0.5, len(communes)) * scale)})
     owners = pd.concat([owners, com], ignore_index=True)
     owners["size"] = np.maximum(owners["size"].astype(float).round(), 20).astype(int)
+    shift = (pd.DataFrame(0.0, index=owners.index, columns=list(ADMIN_LINKS)) if quality is None
+             else quality.reindex(owners["unit_id"].to_numpy())[list(ADMIN_LINKS)].fillna(0.0).set_axis(owners.index))
     # Procedure catalogue: 20-60 procedures per owner, each with online/postal offers.
     n_proc = rng.integers(20, 61, len(owners))
     p_owner = np.repeat(np.arange(len(owners)), n_proc)
@@ -428,13 +530,16 @@ def simulate_dossiers(units: pd.DataFrame, frame_sizes: pd.Series, year: int, rn
     pick = np.minimum((rng.pareto(1.2, nd) * 3).astype(int), n_proc[d_owner] - 1)
     proc_row = start_proc[d_owner] + pick
     proc = procedures.iloc[proc_row]
-    ch = np.where(proc["offers_online_l4"].to_numpy() & (rng.random(nd) < 0.35), "online_l4",
-                  np.where(proc["offers_online_l3"].to_numpy() & (rng.random(nd) < 0.25), "online_l3",
+    online_shift = shift["online"].to_numpy()[d_owner]
+    p_l4, p_l3 = expit(logit(0.35) + online_shift), expit(logit(0.25) + online_shift)
+    ch = np.where(proc["offers_online_l4"].to_numpy() & (rng.random(nd) < p_l4), "online_l4",
+                  np.where(proc["offers_online_l3"].to_numpy() & (rng.random(nd) < p_l3), "online_l3",
                            np.where(proc["offers_postal"].to_numpy() & (rng.random(nd) < 0.10), "postal", "direct")))
     received = np.datetime64(f"{year}-01-01") + rng.integers(0, 365, nd).astype("timedelta64[D]")
     allowed = rng.choice([3, 5, 7, 10, 15, 20], nd)
     due = received + allowed.astype("timedelta64[D]")
-    late_prob = np.where(owners["level"].to_numpy()[d_owner] == "commune", 0.05, 0.03)
+    late_prob = expit(logit(np.where(owners["level"].to_numpy()[d_owner] == "commune", 0.05, 0.03))
+                       + shift["late"].to_numpy()[d_owner])
     late = rng.random(nd) < late_prob
     took = np.where(late, allowed + rng.integers(1, 15, nd), np.maximum(allowed - rng.integers(0, 5, nd), 1))
     resolved = received + took.astype("timedelta64[D]")
@@ -450,14 +555,14 @@ def simulate_dossiers(units: pd.DataFrame, frame_sizes: pd.Series, year: int, rn
         "overdue_reason": np.where(status == "overdue", _OVERDUE_REASONS[rng.integers(0, 4, nd)], None),
     })
 
-    def events(rate: float, date_col: str, prefix: str) -> pd.DataFrame:
+    def events(rate: np.ndarray, date_col: str, prefix: str) -> pd.DataFrame:
         k = rng.random(nd) < rate
         sub = dossiers.loc[k, ["unit_id", "level", "commune_id", "received_on"]].reset_index(drop=True)
         sub[date_col] = sub.pop("received_on") + pd.to_timedelta(rng.integers(0, 20, len(sub)), unit="D")
         sub.insert(0, f"{prefix}_id", [f"{prefix[:2].upper()}{i:07d}" for i in range(1, len(sub) + 1)])
         return sub.loc[sub[date_col] <= pd.Timestamp(year_end)].reset_index(drop=True)
 
-    feedback = events(0.004, "received_on", "feedback")
+    feedback = events(0.004 * np.exp(shift["complaints"].to_numpy()[d_owner]), "received_on", "feedback")
     feedback["kind"] = np.where(rng.random(len(feedback)) < 0.7, "behaviour", "regulation")
     feedback["result_published"] = rng.random(len(feedback)) < 0.8
     late_rows = dossiers.loc[dossiers["status"] == "overdue", ["unit_id", "level", "commune_id", "due_on"]]
@@ -467,7 +572,7 @@ def simulate_dossiers(units: pd.DataFrame, frame_sizes: pd.Series, year: int, rn
     apologies = apologies.loc[apologies["sent_on"] <= pd.Timestamp(year_end)].reset_index(drop=True)
     apologies.insert(0, "apology_id", [f"XL{i:07d}" for i in range(1, len(apologies) + 1)])
     apologies["reason"] = "Giải quyết quá hạn"
-    opinions = events(0.2, "received_on", "opinion")
+    opinions = events(0.2 * np.exp(shift["opinions"].to_numpy()[d_owner]), "received_on", "opinion")
     opinions["medium"] = np.where(rng.random(len(opinions)) < 0.4, "paper", "electronic")
     opinions["satisfied"] = rng.random(len(opinions)) < 0.97
     return {"dossiers": dossiers, "procedures": procedures, "feedback": feedback, "apologies": apologies,
@@ -518,7 +623,7 @@ def write_reproducible_xlsx(table: pd.DataFrame, path: str | os.PathLike, *, she
 #: Files of every demo year; plus the local units' responses (:data:`RESPONSE_FILES`, by structure).
 COMMON_FILES = ("units.csv", "frame.parquet", "frame_counts.csv", "sample.csv", "responses_departments.xlsx",
                 "spoiled_records.csv", "dossiers.parquet", "procedures.csv", "feedback.parquet", "apologies.parquet",
-                "opinions.parquet")
+                "opinions.parquet", "self_survey.csv", "recheck.csv", "planted_cases.csv")
 DEMO_FILES = COMMON_FILES + ("responses_districts.csv",)  # a year of the old structure (before 1 July 2025)
 TWO_TIER_FILES = COMMON_FILES + ("responses_communes.csv",)  # a year of the two-tier structure
 
@@ -641,10 +746,13 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     # unknown stays in the file of its real unit's form
     answers.insert(0, "_tier", answers["unit_id"].map(tier))
     answers, spoiled = spoil(answers, rng, answers["_tier"].map(_unknown_unit_ids(registry, two_tier)))
+    from sipas_lib.simulate_integrity import plant_integrity_cases  # issue 13; it builds on this module
+    answers, integrity_files = plant_integrity_cases(answers, sample, spoiled, surveyed, registry, year, seed)
     answers_tier = answers.pop("_tier")
     dept = answers.loc[answers_tier == "department"].drop(columns=[c for c in answers if c.startswith("lg")])
     local = answers.loc[answers_tier == "local"]
-    admin = simulate_dossiers(units, frame.groupby("unit_id").size(), year, rng, scale)
+    admin = simulate_dossiers(units, frame.groupby("unit_id").size(), year, rng, scale,
+                              quality=admin_quality(units, seed, year, registry))
     written = {}
 
     def put(name: str, table: pd.DataFrame) -> None:
@@ -666,6 +774,8 @@ def write_demo_year(folder: str | os.PathLike = DEMO_DIR, year: int = DEFAULT_YE
     put(RESPONSE_FILES["department"], to_vietnamese_headers(dept))
     put(RESPONSE_FILES["commune" if two_tier else "district"], local)
     put("spoiled_records.csv", spoiled)
+    for name, table in integrity_files.items():  # self_survey.csv, recheck.csv, planted_cases.csv
+        put(name, table)
     for name, table in admin.items():
         put(f"{name}.csv" if name == "procedures" else f"{name}.parquet", table)
     if previous_year:

@@ -41,13 +41,27 @@ def neutralise(value: object) -> object:
     return value
 
 
+def _neutralise_column(values: pd.Series) -> pd.Series:
+    """:func:`neutralise` over a column: vectorized for a string dtype (every value text), per cell otherwise.
+
+    A mailing list of 600,000 forms has ~2 million text cells: the per-cell path takes ~20 s there.
+    """
+    if not isinstance(values.dtype, pd.StringDtype):  # object (mixed types) and categorical (categories only)
+        return values.map(neutralise, na_action="ignore")
+    formula = values.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+    out = values.copy()
+    if formula.any():
+        out[formula] = "'" + values[formula]
+    return out
+
+
 def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with every text cell (and text header) neutralised; other columns untouched."""
     out = df.copy()
     for column in out.columns:
         values = out[column]
         if pd.api.types.is_string_dtype(values) or values.dtype == object:
-            out[column] = values.map(neutralise, na_action="ignore")
+            out[column] = _neutralise_column(values)
     out.columns = [neutralise(c) for c in out.columns]
     return out
 

@@ -45,7 +45,7 @@ import pandas as pd
 import yaml
 
 from sipas_lib.config import FIELDS, SURVEY_MODES
-from sipas_lib.formids import _DAMM  # the same quasigroup, so the device and intake cannot disagree
+from sipas_lib import formids
 from sipas_lib.instrument import FORM_OF_UNIT_TYPE, Instrument
 from sipas_lib.spreadsheet import write_xlsx
 from sipas_lib.texts import load_texts
@@ -64,15 +64,13 @@ __all__ = [
 
 #: XLSForm language suffixes (``label::Vietnamese (vi)``), Vietnamese first: it is the default.
 LANGUAGE_COLUMNS: dict[str, str] = {"vi": "Vietnamese (vi)", "en": "English (en)"}
-#: The shape of a form id of either format (:mod:`sipas_lib.formids`), as an ODK ``regex()``.
-FORM_ID_SHAPE = "^([0-9]{6}|[0-9]{10})$"
+#: The shape of a form id of either format (:data:`sipas_lib.formids.FORMATS`), as an ODK ``regex()``.
+FORM_ID_SHAPE = "^(" + "|".join(f"[0-9]{{{fmt.length}}}" for fmt in formids.FORMATS) + ")$"
 #: Choice list of the screening questions and the value that makes a condition true.
 YES_NO_LIST, YES = "yes_no", "yes"
 #: Groups of the questions every record has and of the respondent's own questions.
 IDENTIFICATION_GROUP, RESPONDENT_GROUP = "identification", "respondent"
 
-_LUHN_DOUBLED = "0246813579"  # 2d with its digits summed (Luhn), for d = 0..9
-_DAMM_TABLE = "".join(str(v) for v in _DAMM.ravel())  # row i, column j at position 10 i + j + 1
 
 
 class XLSFormError(ValueError):
@@ -87,23 +85,42 @@ def _digit(position: int) -> str:
     return f"number(substring(., {position}, 1))"
 
 
-def _luhn_xpath() -> str:
-    """Legacy ids ``d1..d5 c``: Luhn sum (d1, d3, d5 doubled) plus the check digit ≡ 0 (mod 10)."""
-    terms = [f"number(substring('{_LUHN_DOUBLED}', {_digit(k)} + 1, 1))" if k % 2 else _digit(k)
-             for k in range(1, 6)]
-    return f"({' + '.join(terms)} + {_digit(6)}) mod 10 = 0"
+def _table_string(table) -> str:
+    """A table of digits written out as one string (row-major): entry ``[i, j]`` at position ``10 i + j + 1``."""
+    return "".join(str(int(v)) for v in table.ravel())
 
 
-def _damm_xpath() -> str:
-    """Current ids ``d1..d9 c``: Damm's interim digit over all ten digits is 0.
+def _luhn_xpath(fmt: formids.FormIdFormat) -> str:
+    """Ids ``d1..dn c`` with a Luhn digit: the sum with every second payload digit from the right
+    doubled (:func:`sipas_lib.formids.luhn_doubled`, read from its table) plus ``c`` ≡ 0 (mod 10)."""
+    doubled, n = _table_string(formids.luhn_doubled()), fmt.payload_digits
+    terms = [f"number(substring('{doubled}', {_digit(k)} + 1, 1))" if (n - k) % 2 == 0 else _digit(k)
+             for k in range(1, n + 1)]
+    return f"({' + '.join(terms)} + {_digit(fmt.length)}) mod 10 = 0"
 
-    The interim digit after digit ``j`` is ``T[interim, d_j]``, read from the table written out as
-    one string (row-major); the look-ups nest ten deep, which stays a linear-size expression.
+
+def _damm_xpath(fmt: formids.FormIdFormat) -> str:
+    """Ids ``d1..dn c`` with a Damm digit: the interim digit over all the id's digits is 0.
+
+    The interim digit after digit ``j`` is ``T[interim, d_j]`` (:func:`sipas_lib.formids.damm_table`),
+    read from the table written out as one string; the look-ups nest ``length`` deep, which stays
+    a linear-size expression.
     """
-    interim = "0"
-    for k in range(1, 11):
-        interim = f"number(substring('{_DAMM_TABLE}', {interim} * 10 + {_digit(k)} + 1, 1))"
+    table, interim = _table_string(formids.damm_table()), "0"
+    for k in range(1, fmt.length + 1):
+        interim = f"number(substring('{table}', {interim} * 10 + {_digit(k)} + 1, 1))"
     return f"{interim} = 0"
+
+
+_CHECK_XPATH = {"luhn": _luhn_xpath, "damm": _damm_xpath}
+
+
+def _format_xpath(fmt: formids.FormIdFormat) -> str:
+    """One format's rules: length, unit code ≥ its minimum, serial ≥ 1, check digit."""
+    return (f"string-length(.) = {fmt.length}"
+            f" and number(substring(., 1, {fmt.unit_digits})) >= {fmt.min_unit_code}"
+            f" and number(substring(., {fmt.unit_digits + 1}, {fmt.serial_digits})) >= 1"
+            f" and {_CHECK_XPATH[fmt.check](fmt)}")
 
 
 def form_id_check_xpath() -> str:
@@ -113,13 +130,11 @@ def form_id_check_xpath() -> str:
     digit, unit code ≥ 1, serial ≥ 1 — the rules of :func:`sipas_lib.formids.check_form_ids`. Only
     standard XPath 1.0 functions are used (``substring``, ``number``, ``string-length``, ``mod``),
     so it is evaluated the same by ODK's JavaRosa, Enketo and any XPath 1.0 engine. It assumes
-    the shape :data:`FORM_ID_SHAPE` (checked first by :func:`form_id_constraint`).
+    the shape :data:`FORM_ID_SHAPE` (checked first by :func:`form_id_constraint`). Layouts and
+    tables come from :mod:`sipas_lib.formids` (:data:`~sipas_lib.formids.FORMATS`,
+    :func:`~sipas_lib.formids.damm_table`, :func:`~sipas_lib.formids.luhn_doubled`).
     """
-    legacy = (f"string-length(.) = 6 and number(substring(., 1, 2)) >= 10 and number(substring(., 3, 3)) >= 1"
-              f" and {_luhn_xpath()}")
-    current = (f"string-length(.) = 10 and number(substring(., 1, 5)) >= 1 and number(substring(., 6, 4)) >= 1"
-               f" and {_damm_xpath()}")
-    return f"({legacy}) or ({current})"
+    return " or ".join(f"({_format_xpath(fmt)})" for fmt in formids.FORMATS)
 
 
 def form_id_constraint() -> str:

@@ -25,8 +25,13 @@ TINY_YEAR = 2025
 TINY_SEED = 7
 TINY_SCALE = 0.25  # ~30 department and ~80 district questionnaires: enough for alpha and CIs
 # The tiny year keeps the old structure (2 departments, 2 districts; its files and stage tests are those of
-# 2020-2024); the two-tier tiny year (2 departments, the communes of 2 old districts) is `structure=None`.
+# 2020-2024); the two-tier tiny year is TINY_TWO_TIER below.
 TINY_UNITS = {"n_departments": 2, "n_districts": 2, "structure": "legacy"}
+# The two-tier tiny year (issue 12): 2 of the departments after the 2025 merger and the 11 wards that replaced
+# 4 old districts, at the real sizes (~30 respondents a ward, as in the 126-commune demo; ~600 forms); its
+# previous year keeps the old structure (2 departments, 4 districts), so year-on-year runs across the reform.
+# Enough wards for the small-area model of stage 50 to fit.
+TINY_TWO_TIER = {"n_departments": 2, "n_districts": 4, "structure": None, "scale": 1.0}
 # Settings for the tiny year (besides the sample totals of the tiny year, see ``tiny_settings``):
 # fewer bootstrap replicates and rank draws, a small minimum per unit.
 TINY_OVERRIDES = {
@@ -68,9 +73,10 @@ def write_notebook() -> Callable[..., Path]:
     return build_notebook
 
 
-@pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory) -> Path:
-    """A tiny demo year written by the simulator (2 departments, 2 districts, 5 % of the sizes).
+def write_tiny_year(tmp_path_factory, name: str, units: dict) -> Path:
+    """A tiny demo year (and its previous year) written by the simulator into a fresh folder ``name``:
+    :data:`TINY_YEAR`, :data:`TINY_SEED`, :data:`TINY_SCALE` of the sizes, the units (and any other
+    ``write_demo_year`` argument) in ``units``.
 
     Skips (with the reason) only while ``sipas_lib.simulate`` is not there yet.
     """
@@ -78,33 +84,57 @@ def tiny_demo(tmp_path_factory) -> Path:
         from sipas_lib import simulate
     except ImportError as exc:  # pragma: no cover - only before the simulator exists
         pytest.skip(f"sipas_lib.simulate is not available yet ({exc}); the notebook tier needs its tiny year")
-    folder = tmp_path_factory.mktemp("tiny_demo")
+    folder = tmp_path_factory.mktemp(name)
     kwargs = {"year": TINY_YEAR, "seed": TINY_SEED}
     accepted = inspect.signature(simulate.write_demo_year).parameters
     if "scale" in accepted:
         kwargs["scale"] = TINY_SCALE
-    kwargs.update({k: v for k, v in TINY_UNITS.items() if k in accepted})
+    kwargs.update({k: v for k, v in units.items() if k in accepted})
     simulate.write_demo_year(folder, previous_year=True, **kwargs)
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_settings(tiny_demo):
-    """The run configuration fitting :func:`tiny_demo`: its year and seed, the sample totals of the
-    tiny year instead of the city's 1,250 + 4,800, and :data:`TINY_OVERRIDES`."""
+def settings_for_tiny_year(folder: Path):
+    """The run configuration fitting a tiny year in ``folder``: its year and seed, the sample totals of
+    the tiny year instead of the city's 1,250 + 4,800 (departments; local units of any type), and
+    :data:`TINY_OVERRIDES`."""
     import pandas as pd
 
     from sipas_lib.settings import load_settings
 
-    sample = pd.read_csv(tiny_demo / "sample.csv", dtype=str)
-    units = pd.read_csv(tiny_demo / "units.csv", dtype=str)
+    sample = pd.read_csv(folder / "sample.csv", dtype=str)
+    units = pd.read_csv(folder / "units.csv", dtype=str)
     per_type = sample.merge(units[["unit_id", "unit_type"]], on="unit_id")["unit_type"].value_counts()
     overrides = {
         **TINY_OVERRIDES,
         "sampling_design.total_departments": int(per_type.get("department", 0)),
-        "sampling_design.total_districts": int(per_type.get("district", 0)),
+        "sampling_design.total_districts": int(per_type.drop("department", errors="ignore").sum()),
     }
     return load_settings(year=TINY_YEAR, seed=TINY_SEED, overrides=list(overrides.items()))
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A tiny demo year of the old structure (2 departments, 2 districts, :data:`TINY_SCALE` of the sizes)."""
+    return write_tiny_year(tmp_path_factory, "tiny_demo", TINY_UNITS)
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_demo):
+    """The run configuration fitting :func:`tiny_demo` (:func:`settings_for_tiny_year`)."""
+    return settings_for_tiny_year(tiny_demo)
+
+
+@pytest.fixture(scope="session")
+def tiny_two_tier_demo(tmp_path_factory) -> Path:
+    """A tiny two-tier year (:data:`TINY_TWO_TIER`: 2 departments, 11 wards; previous year legacy)."""
+    return write_tiny_year(tmp_path_factory, "tiny_two_tier_demo", TINY_TWO_TIER)
+
+
+@pytest.fixture(scope="session")
+def tiny_two_tier_settings(tiny_two_tier_demo):
+    """The run configuration fitting :func:`tiny_two_tier_demo` (:func:`settings_for_tiny_year`)."""
+    return settings_for_tiny_year(tiny_two_tier_demo)
 
 
 def contract_table(name: str, **given: list):
@@ -170,7 +200,7 @@ def index_links(index: Path) -> list[str]:
 
 #: Fixtures that build a year of data (seconds each): tests using them are marked ``slow`` and left
 #: out of ``make test-fast``; fixtures that execute notebooks mark their tests ``kernel``.
-SLOW_FIXTURES = frozenset({"tiny_demo", "full_year"})
+SLOW_FIXTURES = frozenset({"tiny_demo", "tiny_two_tier_demo", "full_year"})
 KERNEL_FIXTURES = frozenset({"published"})
 
 

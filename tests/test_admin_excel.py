@@ -59,24 +59,18 @@ def test_workbooks_are_written_beside_the_html(admin_run):
     assert all(p.parent == paths.run_dir / exports.DOWNLOADS_DIR for p in written.values())
 
 
-@pytest.mark.parametrize("form,unit_type", [(1, "department"), (2, "district")])
-def test_monthly_workbook_has_the_numbers_of_the_html_tables(admin_run, form, unit_type):
-    paths, settings, written = admin_run
-    counts = schemas.read_result(paths, "monthly_counts")
-    reasons = schemas.read_result(paths, "monthly_overdue_reasons")
-    units = schemas.read_result(paths, "units")
-    ids = sorted(set(counts.loc[counts["unit_type"] == unit_type, "unit_id"]))
-    assert ids
-    book = load_workbook(written[f"phu_luc_3_mau_so_{form}.xlsx"])
+def _check_monthly_workbook(book, counts, reasons, form, ids, names) -> None:
+    """Every sheet of a Phụ lục 3 workbook holds the rows and numbers of :func:`admin_reports.monthly_table`,
+    under the template's merged title block, with the form's adaptations (if any) below the table."""
     assert len(book.sheetnames) == 1 + len(ids) and book.sheetnames[1:] == ids
-    names = dict(zip(units["unit_id"], units["name_vi"]))
+    template = A.monthly_template(form)
+    notes = A.monthly_adaptations(form, "vi")
     for sheet, selection in zip(book.worksheets, [ids] + [[u] for u in ids]):
         html = A.monthly_table(counts, reasons, form, selection, lang="vi")
         header = _header_row(sheet, "STT")
         assert [c.value for c in sheet[header]] == list(html.columns)
         rows = _sheet_rows(sheet, header)
-        assert len(rows) == len(html)
-        template = A.monthly_template(form)
+        assert len(rows) == len(html) + (1 + len(notes) if notes else 0)
         for (stt, text, month, ytd), html_row, trow in zip(rows, html.itertuples(index=False), template):
             assert stt == html_row[0] and text == html_row[1]
             for got, shown in ((month, html_row[2]), (ytd, html_row[3])):
@@ -87,16 +81,34 @@ def test_monthly_workbook_has_the_numbers_of_the_html_tables(admin_run, form, un
                     assert got is None and expected is None
                 else:
                     assert got == expected or (got == "–" and expected == "–")
-        # the template's title block is merged across the table and names the unit
+        # the template's title block is merged across the table and names the form and the unit
         merged = {str(r) for r in sheet.merged_cells.ranges}
         assert {"A1:D1", "A2:D2", "A3:D3", "A4:D4"} <= merged
-        assert sheet["B2"].value is None and "Mẫu số" in sheet["A2"].value
+        assert sheet["B2"].value is None and sheet["A2"].value == A.label(A.monthly_form(form), "vi")
         if len(selection) == 1:
             assert sheet["A3"].value == names[selection[0]]
+        # after a blank row, every change from the template, each line merged across the table
+        if notes:
+            assert rows[len(html)] == (None,) * 4
+            assert [r[0] for r in rows[len(html) + 1:]] == notes
+            first = header + len(html) + 2
+            assert {f"A{k}:D{k}" for k in range(first, first + len(notes))} <= merged
     # number formats: counts with separators, rates as percent
     formats = {sheet_cell.number_format for row in book.worksheets[0].iter_rows() for sheet_cell in row
                if isinstance(sheet_cell.value, (int, float))}
     assert formats == {A.COUNT_FORMAT, A.RATE_FORMAT}
+
+
+@pytest.mark.parametrize("form,unit_type", [(1, "department"), (2, "district")])
+def test_monthly_workbook_has_the_numbers_of_the_html_tables(admin_run, form, unit_type):
+    paths, settings, written = admin_run
+    counts = schemas.read_result(paths, "monthly_counts")
+    reasons = schemas.read_result(paths, "monthly_overdue_reasons")
+    units = schemas.read_result(paths, "units")
+    ids = sorted(set(counts.loc[counts["unit_type"] == unit_type, "unit_id"]))
+    assert ids
+    book = load_workbook(written[f"phu_luc_3_mau_so_{form}.xlsx"])
+    _check_monthly_workbook(book, counts, reasons, form, ids, dict(zip(units["unit_id"], units["name_vi"])))
 
 
 def test_monthly_workbook_sums_the_result_table(admin_run):
@@ -158,3 +170,50 @@ def test_cells_from_data_are_neutralised(tmp_path):
     # only the template's own row markers ("-") begin with a formula character
     assert {v for v in values if v.startswith(("=", "+", "-", "@"))} == {"-"}
     assert all(c.data_type != "f" for ws in book.worksheets for row in ws.iter_rows() for c in row)
+
+
+# --------------------------------------------------------------------------------------------
+# The two-tier year: the communes and wards report on the commune Mẫu số 2
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_tier_run(tiny_two_tier_demo, tiny_two_tier_settings, tmp_path_factory):
+    """Stage 70 on the tiny two-tier year (departments, wards after the 2025 reform) and its workbooks."""
+    from sipas_lib.stages import monthly_report
+
+    paths = config.RunPaths(Path(tiny_two_tier_demo), tmp_path_factory.mktemp("xl2") / "run").ensure()
+    report = monthly_report.run(paths, tiny_two_tier_settings)
+    written = {p.name: p for p in exports.admin_workbooks(paths, tiny_two_tier_settings)}
+    return paths, report, written
+
+
+def test_two_tier_year_writes_the_commune_form2_chosen_by_the_registry(two_tier_run):
+    paths, report, written = two_tier_run
+    assert set(written) == {"phu_luc_3_mau_so_1.xlsx", "phu_luc_3_mau_so_2_xa_phuong.xlsx"}
+    local = report.units.loc[report.units["unit_type"].isin(["commune", "ward"])]
+    assert len(local) and local["parent_id"].map(report.units.set_index("unit_id")["unit_type"]).eq("province").all()
+    counts = schemas.read_result(paths, "monthly_counts")
+    reasons = schemas.read_result(paths, "monthly_overdue_reasons")
+    ids = sorted(set(counts.loc[counts["unit_type"].isin(["commune", "ward"]), "unit_id"]))
+    assert ids and A.units_by_monthly_form(report.units, counts["unit_id"])["form2_commune"] == ids
+    names = dict(zip(report.units["unit_id"], report.units["name_vi"]))
+    book = load_workbook(written["phu_luc_3_mau_so_2_xa_phuong.xlsx"])
+    _check_monthly_workbook(book, counts, reasons, "form2_commune", ids, names)
+    ws = book.worksheets[0]
+    assert [r[:2] for r in _sheet_rows(ws, _header_row(ws, "STT"))[:2]] == [("A", "TẠI UBND XÃ/PHƯỜNG"),
+                                                                           ("I", A.monthly_template(2)[1].text_vi)]
+
+
+def test_commune_workbook_sums_the_result_table(two_tier_run):
+    """The combined sheet's counts (total, by field) are the sums over the communes and wards of monthly_counts."""
+    paths, _, written = two_tier_run
+    counts = schemas.read_result(paths, "monthly_counts")
+    local = counts[counts["unit_type"].isin(["commune", "ward"]) & (counts["level"] == "unit")]
+    expected = local.groupby(["metric", "period"])["value"].sum()
+    ws = load_workbook(written["phu_luc_3_mau_so_2_xa_phuong.xlsx"]).worksheets[0]
+    rows = _sheet_rows(ws, _header_row(ws, "STT"))
+    by_text = {r[1]: r for r in rows if r[0] in ("1", "-")}
+    for text, metric in (("Tổng số hồ sơ cần giải quyết:", "total"), ("Lĩnh vực đất đai", "field_land_environment"),
+                         ("Lĩnh vực xây dựng, đô thị", "field_construction_urban")):
+        assert by_text[text][2:4] == (int(expected[(metric, "month")]), int(expected[(metric, "ytd")])), text
+    assert int(expected[("total", "ytd")]) > 0

@@ -201,10 +201,87 @@ def test_form2_has_district_and_commune_blocks(hand_made):
 
 
 def test_form_for_unit_type():
-    assert A.form_for_unit_type("department") == 1
-    assert A.form_for_unit_type("district") == 2
-    with pytest.raises(ValueError, match="commune"):
-        A.form_for_unit_type("commune")
+    assert A.form_for_unit_type("department") == "form1" == A.monthly_form(1)
+    assert A.form_for_unit_type("district") == "form2" == A.monthly_form(2)
+    # communes and wards of the two-tier government report themselves; a legacy district's commune is its block B
+    assert A.form_for_unit_type("commune", "province") == A.form_for_unit_type("ward") == "form2_commune"
+    with pytest.raises(ValueError, match="commune.*under a district"):
+        A.form_for_unit_type("commune", "district")
+    with pytest.raises(ValueError, match="province"):
+        A.form_for_unit_type("province")
+    with pytest.raises(ValueError, match="form"):
+        A.monthly_form(3)
+
+
+def test_monthly_form_of_follows_the_registry_not_the_ids():
+    from sipas_lib.units import load_units, units_on
+
+    registry = load_units()
+    before, after = units_on(registry, "2024-10-01"), units_on(registry, "2025-10-01")
+    district = before.loc[before["unit_type"] == "district"].iloc[0]
+    before = pd.concat([before, pd.DataFrame({  # a legacy district's communes (dossier records only, no code)
+        "unit_id": ["D01C01", "D01C02"], "code": [pd.NA] * 2, "name_vi": ["Phường 1", "Xã 2"],
+        "name_en": ["Ward 1", "Commune 2"], "unit_type": ["commune"] * 2, "parent_id": [district["unit_id"]] * 2})],
+        ignore_index=True)
+    form = pd.concat([A.monthly_form_of(before), A.monthly_form_of(after)])
+    types = pd.concat([before, after]).set_index("unit_id")["unit_type"]
+    assert set(form[types == "department"]) == {"form1"} and set(form[types == "district"]) == {"form2"}
+    # after the reform every commune and ward reports on the commune Mẫu số 2; before it, none has a form of its own
+    assert set(A.monthly_form_of(after)[after["unit_type"].isin(["commune", "ward"]).to_numpy()]) == {"form2_commune"}
+    legacy_communes = before.loc[before["unit_type"] == "commune", "unit_id"]
+    assert len(legacy_communes) and A.monthly_form_of(before)[legacy_communes].isna().all()
+    assert A.monthly_form_of(after)[after.loc[after["unit_type"] == "province", "unit_id"]].isna().all()
+    # an id that looks like another kind of unit changes nothing: the type and the parent decide
+    ward = after.loc[after["unit_type"] == "ward"].iloc[[0]].assign(unit_id="S01")
+    dept = after.loc[after["unit_type"] == "department"].iloc[[0]].assign(unit_id="X99")
+    odd = pd.concat([after.loc[after["unit_type"] == "province"], ward, dept], ignore_index=True)
+    assert A.monthly_form_of(odd)[["S01", "X99"]].tolist() == ["form2_commune", "form1"]
+    grouped = A.units_by_monthly_form(odd, ["X99", "S01", "nobody"])
+    assert grouped == {"form1": ["X99"], "form2_commune": ["S01"]}
+
+
+def test_commune_form2_has_the_templates_commune_rows_and_states_its_changes():
+    rows, printed = A.monthly_template("form2_commune"), A.monthly_template(2)
+    b = [r.stt for r in printed].index("B")
+    key = [(r.stt, r.text_vi, r.text_en, r.kind, r.metric, r.denominator) for r in rows[1:]]
+    # the same rows, numbering and wording as the template gives the communes (block B of Mẫu số 2) ...
+    assert key == [(r.stt, r.text_vi, r.text_en, r.kind, r.metric, r.denominator) for r in printed[b + 1:]]
+    # ... counted at the commune's own one-stop shop, under one header naming UBND xã/phường
+    assert all(r.level == "unit" for r in rows)
+    assert (rows[0].stt, rows[0].text_vi, rows[0].adapted_from) == (
+        "A", "TẠI UBND XÃ/PHƯỜNG", "TẠI UBND QUẬN/HUYỆN/THỊ XÃ")
+    assert [r for r in rows if r.adapted_from] == [rows[0]] and "B" not in [r.stt for r in rows]
+    for lang in ("vi", "en"):
+        notes = A.monthly_adaptations("form2_commune", lang)
+        assert len(notes) == 4  # the title, row A, the rows' wording, block B left out
+        assert A.label("form2_commune", lang) in notes[0] and A.label("form2", lang) in notes[0]
+        assert "TẠI UBND XÃ/PHƯỜNG" in notes[1] and "TẠI UBND QUẬN/HUYỆN/THỊ XÃ" in notes[1]
+        assert "TẠI UBND CÁC XÃ/PHƯỜNG/THỊ TRẤN" in notes[3]
+    assert A.monthly_adaptations(1) == A.monthly_adaptations(2) == []
+
+
+def test_commune_form2_values_equal_block_b_of_the_same_records(hand_made, tmp_path):
+    """D01's two commune dossiers, recorded after the reform by a commune X01 at its own one-stop shop:
+    the commune Mẫu số 2 of X01 shows exactly what block B of D01's Mẫu số 2 showed."""
+    dossiers, opinions = (pd.read_parquet(hand_made / f"{name}.parquet") for name in ("dossiers", "opinions"))
+    procedures = pd.read_csv(hand_made / "procedures.csv")
+    moved = {"unit_id": "X01", "level": "unit", "commune_id": None}
+    two_tier = _write(tmp_path / "two_tier", dossiers.loc[dossiers["unit_id"] == "D01"].assign(**moved),
+                      procedures.loc[procedures["unit_id"] == "D01"].assign(unit_id="X01", level="unit"),
+                      opinions=opinions.loc[opinions["unit_id"] == "D01"].assign(**moved))
+    counts, reasons = A.monthly_aggregates(two_tier, 2025, 3)
+    commune = A.monthly_table(counts, reasons, "form2_commune", "X01")
+    old_counts, old_reasons = A.monthly_aggregates(hand_made, 2025, 3)
+    district = A.monthly_table(old_counts, old_reasons, 2, "D01")
+    b = district.index[district["STT"] == "B"][0]
+    pd.testing.assert_frame_equal(commune.iloc[1:].reset_index(drop=True),
+                                  district.iloc[b + 1:].reset_index(drop=True))
+    month = dict(zip(commune["Nội dung"], commune["Kết quả trong tháng báo cáo"]))
+    assert month["Tổng số hồ sơ cần giải quyết:"] == "2" and month["Lĩnh vực đất đai"] == "1"  # by hand: c1, c2
+    assert month["Tỷ lệ giải quyết hồ sơ quá hạn"] == "50,00 % (1/2)" and month["Lý do quá hạn"] == "Hồ sơ phức tạp (1)"
+    html = A.monthly_html(counts, reasons, "form2_commune", ["X01"], title="<X01>")
+    assert "&lt;X01&gt;" in html and "Mẫu số 2 – Các xã, phường" in html and html.count("<li>") == 4
+    assert A.monthly_html(counts, reasons, "form2_commune", ["X01"], with_adaptations=False).count("<li>") == 0
 
 
 def _random_year(folder, n=4000, seed=3):

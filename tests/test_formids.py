@@ -89,3 +89,33 @@ def test_malformed_ids_are_rejected():
         formids.make_form_ids([70], [10_000])
     with pytest.raises(ValueError, match="5-digit"):
         formids.make_form_ids([100_000], [1])
+
+
+def test_damm_table_is_a_totally_antisymmetric_quasigroup_and_a_copy():
+    """The public table (what the XLSForm constraint is built from): a Latin square with a zero
+    diagonal and T[T[c, x], y] = T[T[c, y], x] only when x = y (Damm 2004, def. 2.1)."""
+    table = formids.damm_table()
+    assert table.shape == (10, 10)
+    assert all(sorted(row) == list(range(10)) for row in table)
+    assert all(sorted(col) == list(range(10)) for col in table.T)
+    assert (np.diag(table) == 0).all()
+    c, x, y = np.meshgrid(np.arange(10), np.arange(10), np.arange(10), indexing="ij")
+    same = table[table[c, x], y] == table[table[c, y], x]
+    assert (same == (x == y)).all()
+    table[0, 0] = 9  # a copy: changing it changes no check digit
+    assert formids.damm_table()[0, 0] == 0 and formids.check_form_ids(["0007000019"]).all()
+
+
+def test_luhn_doubled_is_the_digit_sum_of_twice_the_digit():
+    assert formids.luhn_doubled().tolist() == [sum(map(int, str(2 * d))) for d in range(10)]
+    # the legacy check digit by hand: 10001 -> 1, 0, 0, 0, 1 with the 1st, 3rd, 5th doubled: 2+0+0+0+2 = 4 -> 6
+    assert formids.luhn_check_digit(np.array([10001])).tolist() == [6]
+
+
+def test_formats_describe_both_layouts():
+    assert [f.length for f in formids.FORMATS] == [6, 10]
+    assert (formids.LEGACY.unit_digits, formids.LEGACY.serial_digits, formids.LEGACY.check) == (2, 3, "luhn")
+    assert (formids.CURRENT.unit_digits, formids.CURRENT.serial_digits, formids.CURRENT.check) == (5, 4, "damm")
+    ids = formids.make_form_ids([formids.CURRENT.max_unit_code], [formids.CURRENT.max_serial])
+    assert ids.tolist() == ["9999999999"[:9] + str(formids.damm_check_digit(np.array([999999999]))[0])]
+    assert formids.unit_code_of(ids).tolist() == [99999]

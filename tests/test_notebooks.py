@@ -1,14 +1,18 @@
-"""Notebook tier: the whole report chain on a tiny simulated year, checked from the outside.
+"""Notebook tier: the whole report chain on tiny simulated years, checked from the outside.
 
-One run (module fixture) of every stage notebook and every fan-out template on a year with
-2 departments and 2 districts at 5 % of the real sizes; then checks of what a user and a reviewer
-get: statuses, result files, links of index.html, offline HTML, and no personal data anywhere.
+Two runs (module fixtures) of every stage notebook and every fan-out template: a year of the old
+structure (2 departments and 2 districts, a quarter of the real sizes, ``tiny_run``) and a two-tier
+year after the 2025 reform (2 departments and 11 wards at the real sizes, its previous year in the old
+structure, ``two_tier_run``: year-on-year across the reform, the small-area model); then checks of what
+a user and a reviewer get from each: statuses, result files, links of index.html, offline HTML, and no
+personal data anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +24,8 @@ from conftest import index_links
 
 pytestmark = pytest.mark.notebooks
 
-PERSONAL_COLUMNS = {
-    "applicant_name", "phone", "address", "enumerator_name", "enumerator_phone", "enumerator_address",
-}
+#: every personal column the contracts know (applicants, enumerators, re-checked respondents)
+PERSONAL_COLUMNS = set(schemas.PERSONAL_COLUMNS)
 # results every run must have once the intake stage (20) ran (docs/CONTRACTS.md, "Run folder")
 INTAKE_RESULTS = ("results/responses.parquet", "results/intake_summary.parquet", "results/units.parquet",
                   "quarantine/quarantine.csv")
@@ -36,37 +39,59 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_demo, tiny_settings, tmp_path_factory):
+@dataclass(frozen=True)
+class TinyRun:
+    """One run of the whole chain: its summary, the data folder and its files' digests before the run."""
+
+    summary: runner.RunSummary
+    data_dir: Path
+    before: dict[str, str]
+
+
+def _run_chain(data_dir: Path, settings, run_dir: Path) -> TinyRun:
     stages = runner.discover_stages(config.NOTEBOOKS_DIR)
     assert stages, "no stage notebooks in notebooks/ (issue 2 needs at least the intake stage)"
-    before = _digests(tiny_demo)
-    run_dir = tmp_path_factory.mktemp("reports") / "tiny"
+    before = _digests(data_dir)
     # Outputs with personal data (the mailing list) go to the throwaway SIPAS_RAW_DIR set in conftest.
     assert config.RAW_DIR != config.DATA_DIR / "raw"
     # As `sipas report` does: last year's indices first, for the year-on-year tables.
-    previous = runner.run_previous_year(tiny_demo / runner.PREVIOUS_YEAR_DIR, run_dir, tiny_settings)
-    summary = runner.run_report(
-        tiny_demo, run_dir, tiny_settings.replace(index_ranking__previous_results=str(previous)),
-    )
-    return summary, before
+    previous = runner.run_previous_year(data_dir / runner.PREVIOUS_YEAR_DIR, run_dir, settings)
+    summary = runner.run_report(data_dir, run_dir, settings.replace(index_ranking__previous_results=str(previous)))
+    return TinyRun(summary, data_dir, before)
 
 
-def test_every_notebook_ran(tiny_run):
-    summary, _ = tiny_run
+@pytest.fixture(scope="module")
+def tiny_run(tiny_demo, tiny_settings, tmp_path_factory) -> TinyRun:
+    """The chain on the tiny year of the old structure (departments and districts)."""
+    return _run_chain(tiny_demo, tiny_settings, tmp_path_factory.mktemp("reports") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def two_tier_run(tiny_two_tier_demo, tiny_two_tier_settings, tmp_path_factory) -> TinyRun:
+    """The chain on the tiny two-tier year (departments and wards), its previous year of the old structure."""
+    return _run_chain(tiny_two_tier_demo, tiny_two_tier_settings, tmp_path_factory.mktemp("reports") / "two_tier")
+
+
+@pytest.fixture(params=["tiny_run", "two_tier_run"])
+def each_run(request) -> TinyRun:
+    """Each of the two runs in turn: the checks every run must pass."""
+    return request.getfixturevalue(request.param)
+
+
+def test_every_notebook_ran(each_run):
+    summary = each_run.summary
     problems = [f"{nb.label}: {nb.failure.describe() if nb.failure else nb.status}"
                 for nb in summary.notebooks if nb.status != runner.OK]
     assert not problems, "notebooks that did not run:\n" + "\n".join(problems)
     assert any(nb.kind == "stage" for nb in summary.notebooks)
 
 
-def test_raw_data_untouched(tiny_run, tiny_demo):
-    _, before = tiny_run
-    assert _digests(tiny_demo) == before, "a stage modified the raw data folder"
+def test_raw_data_untouched(each_run):
+    assert _digests(each_run.data_dir) == each_run.before, "a stage modified the raw data folder"
 
 
-def test_intake_results_written(tiny_run):
-    summary, _ = tiny_run
+def test_intake_results_written(each_run):
+    summary = each_run.summary
     if not any(nb.name.startswith("20_") for nb in summary.notebooks):
         pytest.fail("no intake stage notebook 20_*.ipynb")
     for rel in INTAKE_RESULTS:
@@ -76,18 +101,18 @@ def test_intake_results_written(tiny_run):
     assert responses["form_id"].is_unique
 
 
-def test_one_report_per_unit_and_template(tiny_run, tiny_demo):
-    summary, _ = tiny_run
+def test_one_report_per_unit_and_template(each_run):
+    summary = each_run.summary
     # every unit that was issued questionnaires has an index, hence a report
-    surveyed = set(pd.read_csv(tiny_demo / "sample.csv", dtype=str)["unit_id"])
+    surveyed = set(pd.read_csv(each_run.data_dir / "sample.csv", dtype=str)["unit_id"])
     assert surveyed == set(schemas.read_result(summary.run_dir / "results", "ranks")["unit_id"])
     for template in runner.discover_fanout(config.NOTEBOOKS_DIR):
         done = {nb.unit_id for nb in summary.notebooks if nb.kind == "fanout" and nb.name == template.stem}
         assert done == surveyed, f"{template.name}: reports for {sorted(done)}, expected {sorted(surveyed)}"
 
 
-def test_index_links_all_open(tiny_run):
-    summary, _ = tiny_run
+def test_index_links_all_open(each_run):
+    summary = each_run.summary
     hrefs = index_links(summary.index)
     htmls = [nb.html for nb in summary.notebooks if nb.html is not None]
     assert len(htmls) == len(summary.notebooks)  # every notebook ran and has its page
@@ -100,8 +125,8 @@ def test_index_links_all_open(tiny_run):
         assert (summary.run_dir / href).is_file(), f"index links {href}, which does not exist"
 
 
-def test_html_offline_and_without_code(tiny_run):
-    summary, _ = tiny_run
+def test_html_offline_and_without_code(each_run):
+    summary = each_run.summary
     pages = [summary.index] + [nb.html for nb in summary.notebooks if nb.html is not None]
     for page in pages:
         text = page.read_text(encoding="utf-8")
@@ -113,15 +138,21 @@ def test_html_offline_and_without_code(tiny_run):
         assert 'lang="vi"' in text
 
 
-def test_no_personal_data_in_results_or_reports(tiny_run, tiny_demo):
-    summary, _ = tiny_run
-    frame = pd.read_parquet(tiny_demo / "frame.parquet")
-    districts = pd.read_csv(tiny_demo / "responses_districts.csv", dtype=str)
-    values = set()
+def test_no_personal_data_in_results_or_reports(each_run):
+    summary, data_dir = each_run.summary, each_run.data_dir
+    frame = pd.read_parquet(data_dir / "frame.parquet")
+    local_file = next(data_dir / name for name in ("responses_districts.csv", "responses_communes.csv")
+                      if (data_dir / name).exists())
+    local = pd.read_csv(local_file, dtype=str)
+    values: set[str] = set()
     for table, cols in ((frame, ("applicant_name", "phone", "address")),
-                        (districts, ("enumerator_name", "enumerator_phone", "enumerator_address"))):
+                        (local, ("enumerator_name", "enumerator_phone", "enumerator_address"))):
         for col in cols:
             values.update(v for v in table[col].dropna().astype(str) if len(v) >= 8)
+    if (data_dir / "recheck.csv").exists():  # the re-checkers' call list: contact details of respondents
+        recheck = pd.read_csv(data_dir / "recheck.csv", dtype=str)
+        for col in set(recheck.columns) & PERSONAL_COLUMNS:
+            values.update(v for v in recheck[col].dropna() if len(v) >= 8)
     assert values
     for path in sorted(summary.run_dir.rglob("*")):
         if path.suffix == ".parquet":
@@ -133,22 +164,34 @@ def test_no_personal_data_in_results_or_reports(tiny_run, tiny_demo):
         elif path.suffix in {".html", ".csv", ".ipynb", ".json"}:
             # embedded images (base64 may spell any digits) and the stylesheet are not searched
             text = STYLE.sub("", DATA_URI.sub("", path.read_text(encoding="utf-8", errors="replace")))
-            leaked = [v for v in values if v in text]
+            leaked = _occurring(values, text)
             assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
         elif path.suffix in {".sav", ".dta", ".xlsx", ".pdf"}:
             # the downloads are as public as a page: read each the way its reader would
             from test_publishing import public_text
 
             text = public_text(path)
-            leaked = [v for v in values if v in text]
+            leaked = _occurring(values, text)
             assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
 
 
-def test_explore_notebook_runs_on_a_finished_run(tiny_run, tiny_demo, tmp_path):
+def _occurring(values: set[str], text: str, k: int = 8) -> list[str]:
+    """The ``values`` (each at least ``k`` characters) that occur in ``text``.
+
+    ``[v for v in values if v in text]`` scans the text once per value: tens of thousands of names and
+    phones times every page took minutes. A value can only occur if each of its ``k``-character pieces
+    (from its start every ``k`` characters, and its last ``k``) is one of the text's ``k``-character
+    windows, so only the values that pass that set lookup are searched."""
+    windows = {text[i:i + k] for i in range(len(text) - k + 1)}
+    return [v for v in values
+            if all(v[i:i + k] in windows for i in (*range(0, len(v) - k + 1, k), len(v) - k)) and v in text]
+
+
+def test_explore_notebook_runs_on_a_finished_run(tiny_run, tmp_path):
     """notebooks/00_explore.ipynb is not part of the chain, but must work on a run's results."""
-    summary, _ = tiny_run
+    summary = tiny_run.summary
     source = config.NOTEBOOKS_DIR / "00_explore.ipynb"
-    params = runner.notebook_parameters(source, config.RunPaths(tiny_demo, summary.run_dir),
+    params = runner.notebook_parameters(source, config.RunPaths(tiny_run.data_dir, summary.run_dir),
                                         summary.settings.replace(lang="en"))
     assert "run_dir" in params
     status, _, failure = runner.execute_notebook(source, tmp_path / "explore.ipynb", params)
@@ -156,7 +199,7 @@ def test_explore_notebook_runs_on_a_finished_run(tiny_run, tiny_demo, tmp_path):
 
 
 def test_year_on_year_against_the_previous_year(tiny_run):
-    summary, _ = tiny_run
+    summary = tiny_run.summary
     results = Path(summary.run_dir) / "results"
     yoy = pd.read_parquet(results / "yoy.parquet")
     previous = pd.read_parquet(Path(summary.run_dir) / runner.PREVIOUS_YEAR_DIR / "results" / "indices.parquet")
@@ -169,11 +212,11 @@ def test_year_on_year_against_the_previous_year(tiny_run):
     assert (pd.read_parquet(results / "city_yoy.parquet")["estimate_prev"].notna()).all()
 
 
-def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, tiny_demo, tmp_path):
+def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, tmp_path):
     """Reproducible: a second run of the computing stages writes the same result tables."""
-    summary, _ = tiny_run
+    summary = tiny_run.summary
     first = Path(summary.run_dir) / "results"
-    again = runner.run_report(tiny_demo, tmp_path / "again", summary.settings,
+    again = runner.run_report(tiny_run.data_dir, tmp_path / "again", summary.settings,
                               stages=[10, 20, 30, 40, 50], fanout=False)
     assert not again.failed
     tables = sorted(p.name for p in (tmp_path / "again" / "results").glob("*.parquet"))
@@ -187,12 +230,12 @@ def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, 
 LIVE_FORMULA = re.compile(r"^[=+\-@\t\r](?![\d.,\s%]*$)")
 
 
-def test_no_file_for_people_holds_a_live_formula(tiny_run):
+def test_no_file_for_people_holds_a_live_formula(each_run):
     # issue 11, §5: every CSV/XLSX the run writes for people (quarantine list, Excel reports,
     # the mailing list in the private folder) has formula-like cells neutralised
     from openpyxl import load_workbook
 
-    summary, _ = tiny_run
+    summary = each_run.summary
     folders = [summary.run_dir, config.RAW_DIR / "private" / summary.run_dir.name]
     files = [p for folder in folders if folder.exists() for p in folder.rglob("*") if p.suffix in (".csv", ".xlsx")]
     assert any(p.suffix == ".csv" for p in files) and any(p.suffix == ".xlsx" for p in files)
@@ -205,3 +248,33 @@ def test_no_file_for_people_holds_a_live_formula(tiny_run):
             cells = [c for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for c in row]
             live = [c for c in cells if isinstance(c, str) and c.startswith("=")]
         assert not live, f"{path.name}: cells a spreadsheet would run: {live[:3]}"
+
+
+# ------------------------------------------------------------------------------------------------
+# the two-tier year (issue 12): year-on-year across the reform, the small-area model (issue 14)
+# ------------------------------------------------------------------------------------------------
+def _page(summary, name: str, unit_id: str | None = None) -> str:
+    (nb,) = [nb for nb in summary.notebooks if nb.name == name and (unit_id is None or nb.unit_id == unit_id)]
+    return nb.html.read_text(encoding="utf-8")
+
+
+def test_two_tier_year_reports_its_wards_across_the_reform(two_tier_run):
+    from sipas_lib.texts import load_texts
+
+    summary = two_tier_run.summary
+    results = Path(summary.run_dir) / "results"
+    units = schemas.read_result(results, "units")
+    wards = set(units.loc[units["unit_type"] == "ward", "unit_id"])
+    assert len(wards) == 11
+    # every ward is compared with the old districts it replaced (indicative, area-based) or says why not
+    reform = schemas.read_result(results, "yoy_reform")
+    assert wards <= set(reform["unit_id"]) and (~reform.loc[reform["unit_id"].isin(wards), "withheld"]).any()
+    # the small-area model borrows from the wards' records; the league table shows it beside the direct index
+    small_area = schemas.read_result(results, "small_area")
+    assert set(small_area["unit_id"]) == wards and (small_area["official"] == "direct").all()
+    texts = load_texts("annual_report")
+    annual = _page(summary, "60_annual_report")
+    assert texts["index_model"]["vi"].split(" (")[0] in annual  # "Dựa trên mô hình"
+    assert texts["league_model_meaning"]["vi"].split(" nghĩa là")[0].strip('"') in annual
+    ward = sorted(wards)[0]
+    assert load_texts("unit_scorecard")["sc_model_title"]["vi"] in _page(summary, "unit_scorecard", ward)

@@ -116,10 +116,16 @@ def submissions(instrument_id: str, sheets: dict[str, pd.DataFrame], seed: int =
     return records, expected
 
 
-def write_export(shape: str, records: list[dict], leaves: list[tuple[str, ...]], version: str, path: Path) -> Path:
-    """Write submissions as ODK Central (CSV, ``-`` group separator) or KoboToolbox (``/``) exports."""
+def write_export(shape: str, records: list[dict], leaves: list[tuple[str, ...]], version: str, path: Path,
+                 review: list[str] | None = None) -> Path:
+    """Write submissions as ODK Central (CSV, ``-`` group separator) or KoboToolbox (``/``) exports.
+
+    ``review``: each submission's review state as the tool exports it (ODK Central ``ReviewState``,
+    KoboToolbox ``_validation_status``); default approved (ODK) and not reviewed (Kobo).
+    """
     rows = []
     for k, rec in enumerate(records):
+        state = review[k] if review is not None else ("approved" if shape == "odk_central_csv" else "")
         meta = {("meta", "instanceID"): "uuid:%08d-0000-4000-8000-%012d" % (k, k),
                 ("meta", "instanceName"): f"{rec['unit_id']}-{rec['form_id']}"}
         answers = {leaf: meta.get(leaf, rec.get(leaf[-1], "")) for leaf in leaves}
@@ -127,11 +133,11 @@ def write_export(shape: str, records: list[dict], leaves: list[tuple[str, ...]],
             row = {"SubmissionDate": f"2025-03-{10 + k % 5:02d}T08:1{k}:33.123Z",
                    **{"-".join(leaf): v for leaf, v in answers.items()},
                    **dict(zip(ODK_META, [answers[("meta", "instanceID")], "5", SUBMITTER, "0", "0", "",
-                                         "approved", DEVICE, "0", version]))}
+                                         state, DEVICE, "0", version]))}
         else:
             row = {**{"/".join(leaf): v for leaf, v in answers.items()},
                    **dict(zip(KOBO_META, [str(1000 + k), answers[("meta", "instanceID")][5:],
-                                          f"2025-03-{10 + k % 5:02d}T08:1{k}:33", "", "", "submitted_via_web",
+                                          f"2025-03-{10 + k % 5:02d}T08:1{k}:33", state, "", "submitted_via_web",
                                           SUBMITTER, version, "", str(k + 1)]))}
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -220,6 +226,97 @@ def test_committed_fixtures(name, shape):
     assert [h for h in header if h not in meta] == [sep.join(leaf) for leaf in leaves], \
         "the form changed: rewrite the fixtures with `python tests/test_odk_intake.py`"
     _check(intake.intake_files({path: "hanoi_pl5_district"}, registry()), records, expected, "hanoi_pl5_district")
+
+
+# --------------------------------------------------------------------------------------------
+# The reviewers' decision: ODK Central ReviewState, KoboToolbox _validation_status
+# --------------------------------------------------------------------------------------------
+
+#: Per submission, the review state in each shape: ODK Central's values, Kobo's uids (CSV) and labels (XLSX).
+REVIEW = {
+    "odk_central_csv": ["approved", "", "hasIssues", "", "rejected", "edited", "rejected", "needs_check"],
+    "kobo_csv": ["validation_status_approved", "", "validation_status_on_hold", "", "validation_status_not_approved",
+                 "", "validation_status_not_approved", "needs_check"],
+    "kobo_xlsx": ["Approved", "", "On Hold", "", "Not Approved", "Approved", "Not Approved", "needs_check"],
+}
+
+
+def reviewed_submissions(instrument_id: str, sheets) -> tuple[list[dict], list[tuple[int, str | None]]]:
+    """The six submissions of :func:`submissions` and two more, with what intake must do with each.
+
+    0-2 valid (2 flagged: accepted, noted); 3 mistyped form id; 4 answer outside the scale *and*
+    rejected (the reviewers' decision is the reason given); 5 an exact copy of 0; 6 a re-submission
+    of 1 with a different answer, rejected (1 stays accepted: a rejected copy is no conflict);
+    7 a fresh valid form with a review state neither tool writes.
+    """
+    records, _ = submissions(instrument_id, sheets)
+    instrument = load_instrument(instrument_id)
+    resubmitted = dict(records[1])
+    item = instrument.item_codes[0]
+    resubmitted[item] = str(int(resubmitted[item]) % 5 + 1)
+    fresh = dict(records[0])
+    code = int(registry().set_index("unit_id").loc[fresh["unit_id"], "code"])
+    fresh["form_id"] = str(formids.make_form_ids([code], [50], legacy=True)[0])
+    records += [resubmitted, fresh]
+    outcome = [None, None, None, "form_id_check_digit", "review_rejected", "duplicate_exact", "review_rejected",
+               "review_state_value"]
+    return records, list(enumerate(outcome))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rejected_submissions_are_quarantined_and_flagged_ones_noted(shape, tmp_path):
+    sheets, leaves = form_of("hanoi_pl5_district")
+    records, outcome = reviewed_submissions("hanoi_pl5_district", sheets)
+    path = write_export(shape, records, leaves, sheets["settings"]["version"].iloc[0],
+                        tmp_path / f"{shape}{SUFFIX[shape]}", review=REVIEW[shape])
+    result = intake.intake_files({path: "hanoi_pl5_district"}, registry())
+    row_of = {k: k + 2 for k in range(len(records))}  # header in row 1 (CSV and the Kobo sheet)
+    got = dict(zip(result.quarantine["source_row"], result.quarantine["rule"]))
+    assert got == {row_of[k]: rule for k, rule in outcome if rule}
+    assert sorted(result.accepted["source_row"]) == [row_of[k] for k, rule in outcome if rule is None]
+    # the same form id as an accepted one: the rejected re-submission is not a duplicate of it
+    assert records[6]["form_id"] == records[1]["form_id"]
+    assert (result.accepted["form_id"] == records[1]["form_id"]).sum() == 1
+    # counts add up
+    summary = result.summary
+    assert (summary["received"] == summary["accepted"] + summary["quarantined"]).all()
+    assert summary["received"].sum() == len(records) == len(result.accepted) + len(result.quarantine)
+    # reasons: the decision, the tool's word quoted; an unknown state described, not echoed
+    q = result.quarantine.set_index("source_row")
+    assert q.loc[row_of[4], "column"] == "review_state"
+    assert REVIEW[shape][4] in q.loc[row_of[4], "reason"] and "rejected by the reviewers" in q.loc[row_of[4], "reason"]
+    assert "needs_check" not in q.loc[row_of[7], "reason"] and "not known" in q.loc[row_of[7], "reason"]
+    assert q["reason_vi"].notna().all()
+    # the flagged submission is accepted and named in a note, with the counts
+    note = next(n for n in result.notes if "review states" in n)
+    assert "2 submission(s) rejected" in note and "1 flagged" in note and f"rows {row_of[2]}" in note
+    # the quarantine reasons describe the rules in both languages
+    counts = intake.quarantine_counts(result.quarantine)
+    assert set(counts.loc[counts["rule"] == "review_rejected", "n"]) == {2}
+    assert counts["description_vi"].notna().all()
+
+
+def test_a_review_column_with_no_review_state_is_a_file_error(tmp_path):
+    sheets, leaves = form_of("hanoi_pl5_district")
+    records, _ = submissions("hanoi_pl5_district", sheets)
+    path = write_export("kobo_csv", records, leaves, sheets["settings"]["version"].iloc[0], tmp_path / "kobo.csv",
+                        review=["Đã duyệt"] * len(records))  # a translated label: no row can be decided
+    with pytest.raises(intake.IntakeError, match=r"kobo\.csv: row 2, column '_validation_status' \(review_state\).*"
+                                                 r"review state"):
+        intake.intake_files({path: "hanoi_pl5_district"}, registry())
+
+
+def test_review_states_cover_both_tools():
+    """Every state ODK Central and KoboToolbox export has a decision; only 'rejected' ones quarantine."""
+    odk = {"received": "accepted", "hasIssues": "flagged", "edited": "accepted", "approved": "accepted",
+           "rejected": "rejected"}
+    kobo = {"validation_status_approved": "accepted", "validation_status_not_approved": "rejected",
+            "validation_status_on_hold": "flagged", "Approved": "accepted", "Not Approved": "rejected",
+            "On Hold": "flagged"}
+    keys = {intake._norm_key(k): v for k, v in intake.REVIEW_STATES.items()}
+    for state, decision in {**odk, **kobo}.items():
+        assert keys[intake._norm_key(state)] == decision, state
+    assert list(intake.RULES)[:2] == list(intake.REVIEW_RULES)  # the reviewers' decision comes first
 
 
 if __name__ == "__main__":  # rewrite tests/fixtures/odk/ from the current district form

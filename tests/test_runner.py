@@ -514,3 +514,68 @@ def test_fanout_reuses_kernels_with_a_clean_namespace(tmp_path, write_notebook):
     counts = [c.execution_count for c in d01.cells if c.cell_type == "code"]
     assert counts[:3] == [1, 2, 3]
     assert summary.notebooks[1].failure.execution_count == 4
+
+
+@pytest.mark.kernel
+def test_a_stage_releases_the_next_once_its_tables_are_written(tmp_path, write_notebook):
+    """Stage 30 starts while stage 20 (whose main tables are written by its first cell) still draws."""
+    nbdir = tmp_path / "notebooks"
+    touch = ("import pathlib, time\nfor name in {names!r}:\n"
+             "    (pathlib.Path(run_dir) / 'results' / f'{{name}}.parquet').write_bytes(b'')\n")
+    stamp = "(pathlib.Path(run_dir) / 'results' / '{what}.txt').write_text(repr(time.time()))"
+    write_notebook(nbdir / "20_intake_quality.ipynb", [
+        ("parameters", NEW_PARAMETERS),
+        ("code", touch.format(names=schemas.stage_outputs("intake_quality"))),
+        # still "drawing" until stage 30 has started (or a minute has passed: then 30 waited, wrongly)
+        ("code", "started = pathlib.Path(run_dir) / 'results' / 'weighting_start.txt'\n"
+                 "for _ in range(600):\n    if started.exists():\n        break\n    time.sleep(0.1)\n"
+                 + stamp.format(what="intake_end")),
+    ])
+    write_notebook(nbdir / "30_weighting.ipynb", [
+        ("parameters", NEW_PARAMETERS),
+        ("code", touch.format(names=schemas.stage_outputs("weighting")) + stamp.format(what="weighting_start")),
+    ])
+    run_dir = tmp_path / "run"
+    (run_dir / "results").mkdir(parents=True)
+    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=2, downloads=False)
+    assert summary.ok, [f.failure.describe() for f in summary.failed if f.failure]
+    results = run_dir / "results"
+    assert float((results / "weighting_start.txt").read_text()) < float((results / "intake_end.txt").read_text())
+
+
+@pytest.mark.kernel
+def test_the_previous_year_is_computed_in_the_run_then_reused(tiny_demo, tiny_settings, tmp_path, write_notebook):
+    nbdir = tmp_path / "notebooks"
+    write_notebook(nbdir / "55_check.ipynb", [  # a stage nobody described: it waits for last year too
+        ("parameters", NEW_PARAMETERS),
+        ("code", "import pathlib\nprint('LAST_YEAR_INDICES', (pathlib.Path(run_dir) / 'previous_year' / 'results' / "
+                 "'indices.parquet').exists())"),
+    ])
+    run_dir = tmp_path / "run"
+    first = runner.run_report(tiny_demo, run_dir, tiny_settings, notebooks_dir=nbdir, fanout=False, downloads=False,
+                              previous_data=tiny_demo / runner.PREVIOUS_YEAR_DIR)
+    assert first.ok, [f.failure.describe() for f in first.failed if f.failure]
+    previous, check = first.notebooks
+    assert (previous.kind, previous.status, previous.note) == ("previous", OK, "")
+    assert "LAST_YEAR_INDICES True" in check.html.read_text(encoding="utf-8")
+    assert first.settings.section("index_ranking")["previous_results"] == str(run_dir.resolve() / "previous_year" / "results")
+    assert "previous_year/index.html" in index_links(first.index)
+    again = runner.run_report(tiny_demo, run_dir, tiny_settings, notebooks_dir=nbdir, fanout=False, downloads=False,
+                              previous_data=tiny_demo / runner.PREVIOUS_YEAR_DIR)
+    assert again.notebooks[0].note == "reused"
+    assert "dùng lại kết quả" in again.index.read_text(encoding="utf-8")
+    assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["notebooks"][0]["note"] == "reused"
+
+
+@pytest.mark.kernel
+def test_stage_notebooks_share_the_workers_kernel(tmp_path, write_notebook, monkeypatch):
+    """One worker, two stage notebooks: the second runs in the first one's kernel (reset), even when the
+    notebooks folder is given as a relative path."""
+    nbdir = tmp_path / "notebooks"
+    for name in ("10_a", "20_b"):
+        write_notebook(nbdir / f"{name}.ipynb", [("parameters", NEW_PARAMETERS),
+                                                 ("code", "import os\nprint(f'PID={os.getpid()}.')")])
+    monkeypatch.chdir(tmp_path)
+    summary = runner.run_report(tmp_path / "d", tmp_path / "run", notebooks_dir="notebooks", workers=1, downloads=False)
+    pids = {re.search(r"PID=(\d+)\.", nb.html.read_text(encoding="utf-8")).group(1) for nb in summary.notebooks}
+    assert summary.ok and len(pids) == 1

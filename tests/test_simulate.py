@@ -191,20 +191,27 @@ def test_a_year_can_keep_the_old_structure(tmp_path):
         simulate.write_demo_year(tmp_path / "x", structure="three_tier")
 
 
-def test_answers_are_realistic(full_year):
-    dist = pd.read_csv(full_year / "responses_communes.csv", dtype={"form_id": str})
-    dept = simulate.to_vietnamese_headers(pd.DataFrame())  # the mapping exists
-    assert dept.empty
+def _local_answers(folder):
+    """The year's clean local answers (codes 1-5 or empty) and each unit's unweighted SIPAS with its n.
+
+    Unweighted is unbiased here: answers do not depend on the field a unit's strata are drawn by."""
+    dist = pd.read_csv(folder / "responses_communes.csv", dtype={"form_id": str})
     instrument = instrument_for_unit_type("commune")
     crit = instrument.criteria_codes
     clean = dist.loc[dist[crit].isin([1, 2, 3, 4, 5]).where(dist[crit].notna(), True).all(axis=1)]
     sat = (clean[crit] >= 4).astype(float).where(clean[crit].notna())
-    elements = instrument.element_items()
     by_unit = sat.groupby(clean["unit_id"]).mean()
-    sipas = pd.concat({e: by_unit[c].mean(axis=1) for e, c in elements.items()}, axis=1).mean(axis=1)
-    units = pd.read_csv(full_year / "units.csv")
+    sipas = pd.concat({e: by_unit[c].mean(axis=1) for e, c in instrument.element_items().items()}, axis=1).mean(axis=1)
+    units = pd.read_csv(folder / "units.csv")
     sipas = sipas.loc[sipas.index.isin(units["unit_id"])]
-    n = clean.groupby("unit_id").size().loc[sipas.index]
+    return clean, sipas, clean.groupby("unit_id").size().loc[sipas.index]
+
+
+def test_answers_are_realistic(full_year):
+    dept = simulate.to_vietnamese_headers(pd.DataFrame())  # the mapping exists
+    assert dept.empty
+    clean, sipas, n = _local_answers(full_year)
+    elements = instrument_for_unit_type("commune").element_items()
     big = sipas[n >= 25]
     assert 0.65 < big.min() and 0.78 < big.median() < 0.94 and big.max() - big.min() > 0.08
     assert len(big) > 60  # most communes return enough forms to be compared
@@ -265,3 +272,88 @@ def test_personal_data_only_in_the_frame_and_raw_responses(full_year):
     for name in ("sample.csv", "frame_counts.csv", "units.csv", "procedures.csv"):
         cols = set(pd.read_csv(full_year / name, nrows=1).columns)
         assert not cols & {"applicant_name", "phone", "address", "enumerator_name", "enumerator_phone"}, name
+
+
+# ------------------------------------------------------------------------------------------------
+# administrative records that follow satisfaction (issue 14)
+# ------------------------------------------------------------------------------------------------
+def _r_squared(y: np.ndarray, X: np.ndarray) -> float:
+    """R² of the OLS fit of ``y`` on ``X`` with an intercept."""
+    X = np.column_stack([np.ones(len(y)), X])
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    return 1 - np.var(y - X @ beta) / np.var(y)
+
+
+def test_true_index_is_what_the_answers_estimate(full_year):
+    _, sipas, n = _local_answers(full_year)
+    units = pd.read_csv(full_year / "units.csv", dtype={"code": "Int64"})
+    truth = simulate.true_unit_index(units, seed=simulate.DEFAULT_SEED, year=simulate.DEFAULT_YEAR).loc[sipas.index]
+    error = sipas - truth
+    # unbiased: the mean error over 126 units is within 3 of its standard errors of 0 (sd of a share / sqrt(n))
+    assert abs(error.mean()) < 3 * error.std() / np.sqrt(len(error))
+    # and the error has the sampling variance of ~30 respondents, not more: E[n * error^2] is about
+    # p(1-p) x (average correlation of the criteria), below p(1-p) = 0.1 at p = 0.89
+    assert 0.02 < (n * error**2).mean() < 0.1
+    assert np.corrcoef(sipas, truth)[0, 1] > 0.5
+
+
+def test_admin_quality_is_the_units_own_whichever_units_a_year_keeps():
+    registry = load_units()
+    full = simulate.year_units(registry, 2025)
+    tiny = simulate.year_units(registry, 2025, n_departments=2, n_local=4)
+    q_full = simulate.admin_quality(full, seed=7, year=2025, registry=registry)
+    q_tiny = simulate.admin_quality(tiny, seed=7, year=2025, registry=registry)
+    pd.testing.assert_frame_equal(q_tiny, q_full.loc[q_tiny.index])
+    assert list(q_full.columns) == ["quality", *simulate.ADMIN_LINKS]
+    # each record kind moves with the quality in the direction of its link (slope b, own noise SD 0.3)
+    for kind, slope in simulate.ADMIN_LINKS.items():
+        assert np.sign(np.corrcoef(q_full["quality"], q_full[kind])[0, 1]) == np.sign(slope)
+    # m = rho z + sqrt(1 - rho^2) zeta: its correlation with the true index is about rho times that of z
+    truth = simulate.true_unit_index(full, seed=7, year=2025, registry=registry).loc[q_full.index]
+    r = np.corrcoef(q_full["quality"], truth)[0, 1]
+    assert 0.6 < r < simulate.QUALITY_CORRELATION + 0.05
+    other_seed = simulate.admin_quality(tiny, seed=8, year=2025, registry=registry)
+    assert not np.allclose(other_seed["quality"], q_tiny["quality"])
+
+
+def test_records_of_a_better_unit_are_better_and_the_catalogue_does_not_move():
+    units = simulate.year_units(load_units(), 2025, n_departments=2, n_local=1)
+    surveyed = units.loc[units["unit_type"] != "province", "unit_id"]
+    sizes = pd.Series(8_000, index=surveyed)
+    good_bad = pd.DataFrame({"quality": 0.0, **{k: 0.0 for k in simulate.ADMIN_LINKS}}, index=surveyed)
+    good, bad = surveyed.iloc[0], surveyed.iloc[1]
+    for kind, slope in simulate.ADMIN_LINKS.items():  # two SDs of quality apart
+        good_bad.loc[good, kind], good_bad.loc[bad, kind] = slope, -slope
+    plain = simulate.simulate_dossiers(units, sizes, 2025, np.random.default_rng(1))
+    moved = simulate.simulate_dossiers(units, sizes, 2025, np.random.default_rng(1), quality=good_bad)
+    pd.testing.assert_frame_equal(plain["procedures"], moved["procedures"])
+    assert len(plain["dossiers"]) == len(moved["dossiers"])
+    d = moved["dossiers"]
+    late = d.loc[d["status"] != "pending"].groupby("unit_id")["status"].apply(lambda s: (s == "overdue").mean())
+    online = d.groupby("unit_id")["channel"].apply(lambda s: s.str.startswith("online").mean())
+    per_1000 = {name: 1000 * moved[name].groupby("unit_id").size() / d.groupby("unit_id").size()
+                for name in ("feedback", "opinions")}
+    # late odds x e^(-0.6) vs x e^(0.6) around 3 %: about 1.7 % against 5.3 % (10,400 dossiers each)
+    assert late[good] < 0.025 < 0.04 < late[bad]
+    assert online[good] > online[bad] + 0.05
+    assert per_1000["feedback"][good] < 4 < per_1000["feedback"][bad]
+    assert per_1000["opinions"][good] > 200 > per_1000["opinions"][bad]
+
+
+def test_admin_covariates_explain_the_true_index_as_documented(full_year):
+    """The documented strength: the true index on the model's default covariates, R² about 0.6 (0.45-0.75)."""
+    from sipas_lib import small_area
+    from sipas_lib.settings import load_settings
+
+    terms = list(load_settings().section("index_ranking")["small_area_covariates"])
+    units = pd.read_csv(full_year / "units.csv", dtype={"code": "Int64"})
+    truth = simulate.true_unit_index(units, seed=simulate.DEFAULT_SEED, year=simulate.DEFAULT_YEAR)
+    cov = small_area.admin_covariates(full_year, simulate.DEFAULT_YEAR).merge(
+        truth.rename("true").reset_index(), on="unit_id").merge(units[["unit_id", "unit_type"]], on="unit_id")
+    for unit_type in ("commune", "ward"):
+        g = cov.loc[cov["unit_type"] == unit_type]
+        assert 0.45 < _r_squared(g["true"].to_numpy(), g[terms].to_numpy(float)) < 0.75, unit_type
+    rates = cov.loc[cov["unit_type"].isin(["commune", "ward"])]
+    assert 0.9 < rates["on_time_rate"].min() and rates["on_time_rate"].max() < 1  # plausible rates
+    assert np.corrcoef(rates["on_time_rate"], rates["true"])[0, 1] > 0.3
+    assert np.corrcoef(rates["complaints_per_1000"], rates["true"])[0, 1] < 0

@@ -84,6 +84,91 @@ def test_methodology_follows_the_runs_calibration_and_level(tiny_demo, tmp_path)
     assert "deff<sub>w</sub> ranges from" in text
 
 
+# ------------------------------------------------------------------------------------------------
+# the model-based (Fay–Herriot) index beside the direct one (issue 14)
+# ------------------------------------------------------------------------------------------------
+def _league_inputs(official: str):
+    """Three wards and a department; stage 50 modelled the wards only (``official`` from its table)."""
+    from conftest import contract_table
+
+    ids = ["W1", "W2", "W3", "S1"]
+    kinds = ["ward", "ward", "ward", "department"]
+    ranks = contract_table("ranks", unit_id=ids, unit_type=kinds, estimate=[0.80, 0.90, 0.85, 0.70],
+                           rank=[3, 1, 2, 1], publishable=[True] * 4)
+    units = contract_table("units", unit_id=ids, unit_type=kinds, name_vi=ids, name_en=ids)
+    small_area = contract_table("small_area", unit_id=ids[:3], unit_type=kinds[:3], n=[30, 30, 30],
+                                direct=[0.80, 0.90, 0.85], model_estimate=[0.86, 0.84, 0.85],
+                                model_ci_low=[0.80, 0.79, 0.80], model_ci_high=[0.91, 0.89, 0.90],
+                                model_rank=[1, 3, 2], model_rank_ci_low=[1, 1, 1], model_rank_ci_high=[3, 3, 3],
+                                estimate_type=["eblup"] * 3, official=[official] * 3)
+    return ranks, units, small_area
+
+
+def test_league_shows_the_model_based_index_beside_the_official_direct_one():
+    ranks, units, small_area = _league_inputs("direct")
+    league = annual_report.league_table(ranks, units, small_area=small_area).set_index("unit_id")
+    sa = small_area.set_index("unit_id")
+    for col in annual_report.MODEL_COLUMNS:  # the stage's values, nothing recomputed
+        assert league.loc[sa.index, col].tolist() == sa[col].tolist(), col
+    assert league.loc["S1", ["model_estimate", "model_ci_low"]].isna().all()  # a type stage 50 did not model
+    assert pd.isna(league.loc["S1", "model_rank"]) and (league["official"] == "direct").all()
+    wards = league.loc[league["unit_type"] == "ward"]
+    assert wards.index.tolist() == ["W2", "W3", "W1"]  # the direct ranks order the table
+    assert league["estimate"].tolist() == [0.70, 0.90, 0.85, 0.80]  # the direct index is kept as it was
+
+
+def test_league_follows_the_model_based_ranks_when_the_run_publishes_them():
+    ranks, units, small_area = _league_inputs("model")  # index_ranking.use_model_for_ranks: true
+    league = annual_report.league_table(ranks, units, small_area=small_area)
+    wards = league.loc[league["unit_type"] == "ward"]
+    assert wards["unit_id"].tolist() == ["W1", "W3", "W2"] and (wards["official"] == "model").all()
+    assert (league.loc[league["unit_type"] == "department", "official"] == "direct").all()
+
+
+def test_league_without_small_area_has_empty_model_columns():
+    ranks, units, _ = _league_inputs("direct")
+    league = annual_report.league_table(ranks, units)
+    assert set(annual_report.MODEL_COLUMNS) <= set(league.columns)
+    assert league["model_estimate"].isna().all() and (league["official"] == "direct").all()
+    assert str(league["model_rank"].dtype) == "Int64"
+
+
+@pytest.fixture(scope="module")
+def two_tier_run(tiny_two_tier_demo, tiny_two_tier_settings, tmp_path_factory):
+    """Stages 20, 30 and 50 on the tiny two-tier year (11 wards: stage 50 fits the small-area model)."""
+    settings = tiny_two_tier_settings.replace(index_ranking__small_area_bootstrap=0)
+    paths = config.RunPaths(tiny_two_tier_demo.resolve(), tmp_path_factory.mktemp("run60_two_tier").resolve()).ensure()
+    settings.save(paths.run_dir)
+    for stage in (intake_quality, weighting_stage, index_ranking):
+        stage.run(paths, settings)
+    return paths, settings
+
+
+def test_annual_report_of_a_two_tier_year_carries_the_model_based_index(two_tier_run):
+    paths, settings = two_tier_run
+    report = annual_report.run(paths, settings)
+    small_area = schemas.read_result(paths, "small_area").set_index("unit_id")
+    assert report.groups == ("department", "ward")
+    wards = report.league.loc[report.league["unit_type"] == "ward"].set_index("unit_id")
+    assert len(wards) == 11 and wards["model_estimate"].notna().all()
+    np.testing.assert_array_equal(wards["model_ci_high"], small_area.loc[wards.index, "model_ci_high"])
+    assert report.model_covariates == tuple(settings.section("index_ranking")["small_area_covariates"])
+    # two departments cannot fit the model: stage 50 said so, and the league shows their direct index only
+    assert report.league.loc[report.league["unit_type"] == "department", "model_estimate"].isna().all()
+
+
+def test_model_based_intervals_at_another_level_are_refused(two_tier_run, tmp_path):
+    import shutil
+
+    paths, settings = two_tier_run
+    other = config.RunPaths(paths.data_dir, tmp_path / "run").ensure()
+    shutil.copytree(paths.run_dir, other.run_dir, dirs_exist_ok=True)
+    small_area = schemas.read_result(other, "small_area")
+    schemas.write_result(other, "small_area", small_area.assign(conf_level=0.9))
+    with pytest.raises(StageError, match="small_area"):
+        annual_report.run(other, settings)
+
+
 def test_unit_type_comes_from_the_registry_not_the_id():
     units = pd.DataFrame({"unit_id": ["S01", "X02"], "name_vi": ["a", "b"], "name_en": ["a", "b"],
                           "unit_type": ["district", "department"]})

@@ -141,3 +141,51 @@ def test_sample_design_contract_refuses_a_transaction_id():
     with pytest.raises(ValueError, match="personal"):
         schemas.register("bad_design", "sampling_design", "x", {"transaction_id": schemas.REGISTRY[
             "sample_design"].schema.columns["form_id"]})
+
+
+# --------------------------------------------------------------------------------------------
+# Wording that follows the year's units (issue 15/12: the 2025 demo has communes, not districts)
+# --------------------------------------------------------------------------------------------
+
+def test_texts_name_the_unit_groups_only_through_the_group_labels():
+    """No text of notebook 10 assumes districts: the groups are named by ``sd_group_<group>`` (both languages),
+    one for every plan group the stage can form from a registry."""
+    from sipas_lib.texts import load_texts
+
+    texts = load_texts("sampling_design")
+    groups = {"department", "district", "commune"}  # planned_totals: total_districts goes to the communes after 2025
+    assert set(stage.GROUP_LABELS) == groups
+    assert all(stage.GROUP_LABELS[g] in texts for g in groups)
+    for key, value in texts.items():
+        if key == stage.GROUP_LABELS["district"]:
+            continue
+        for lang, word in (("vi", "quận"), ("vi", "huyện"), ("en", "district")):
+            assert word not in value[lang].lower(), (key, lang)
+    assert stage.planned_totals({"total_departments": 5, "total_districts": 9},
+                                pd.DataFrame({"unit_type": ["department", "ward", "commune"]})) == {
+        "department": 5, "commune": 9}
+
+
+def test_two_tier_year_plans_communes_and_wards_with_current_form_ids(tiny_two_tier_demo, tiny_two_tier_settings,
+                                                                      tmp_path):
+    from sipas_lib import formids
+    from sipas_lib.notebook import open_stage
+
+    out = stage.run(_paths(tiny_two_tier_demo, tmp_path), tiny_two_tier_settings)
+    assert set(out.planned) == {"department", "commune"}  # the registry has wards and no district
+    assert set(out.units["unit_type"]) == {"department", "commune"}
+    assert out.id_formats == [formids.CURRENT] and out.sample["form_id"].str.len().eq(10).all()
+    # what the notebook says: the groups by their registry names, in both languages
+    ctx = open_stage("sampling_design", str(tmp_path / "nb"), str(tiny_two_tier_demo))
+    intro = {}
+    for lang in ("vi", "en"):
+        ctx = ctx.__class__(ctx.stage, ctx.paths, ctx.settings.replace(lang=lang))
+        intro[lang] = "; ".join(ctx.label(stage.GROUP_LABELS[t]) for t in out.planned)
+    assert intro == {"vi": "các sở, ban, ngành; các xã, phường", "en": "departments; communes and wards"}
+
+
+def test_legacy_year_keeps_districts_and_six_digit_ids(design):
+    from sipas_lib import formids
+
+    _, out = design
+    assert set(out.planned) == {"department", "district"} and out.id_formats == [formids.LEGACY]

@@ -217,6 +217,26 @@ def test_check_digit_xpath_agrees_with_formids():
     np.testing.assert_array_equal(_xpath_accepts(ids), expected)
 
 
+def test_constraint_is_built_from_the_public_formids_api():
+    """xlsform reads no private name of formids (issue 15): the tables in the XPath are the public ones."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(xlsform))
+    private = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+               and isinstance(node.value, ast.Name) and node.value.id == "formids" and node.attr.startswith("_")]
+    imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module == "sipas_lib.formids" for a in node.names if a.name.startswith("_")]
+    assert private == [] and imported == []
+    xpath = xlsform.form_id_check_xpath()
+    damm = "".join(str(v) for v in formids.damm_table().ravel())
+    luhn = "".join(str(v) for v in formids.luhn_doubled())
+    assert xpath.count(f"'{damm}'") == formids.CURRENT.length
+    assert xpath.count(f"'{luhn}'") == (formids.LEGACY.payload_digits + 1) // 2  # d1, d3, d5 doubled
+    for fmt in formids.FORMATS:
+        assert f"string-length(.) = {fmt.length}" in xpath
+
+
 def test_form_id_shape():
     shape = re.compile(xlsform.FORM_ID_SHAPE)
     assert [bool(shape.search(v)) for v in ["100016", "0007000019", "10001", "1000166", "10001a", " 100016"]] == [

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from sipas_lib import config
 from sipas_lib.settings import Settings
 from sipas_lib.stages import STAGE_OF_NOTEBOOK
+
+# nbformat validates notebooks with jsonschema, whose optional IRI format checker (``rfc3987_syntax``,
+# installed with JupyterLab) compiles 38 grammars when it is imported: ~3 s before a run's first
+# notebook. Notebook validation checks no IRI format, so the runner's process leaves that checker out.
+if "jsonschema" not in sys.modules:
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 STAGE_PATTERN = re.compile(r"^[1-9][0-9]_[^/]*\.ipynb$")
 RUN_PARAMETERS = ("run_dir", "data_dir", "common", "stage_settings")
@@ -58,13 +66,25 @@ def parse_stages(text: str | Sequence[int] | None) -> list[int] | None:
     return out or None
 
 
+def _read(path: str | os.PathLike):
+    """The notebook at ``path`` (read and validated once while the file is unchanged; callers only read it)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_cached(path: str, mtime_ns: int, size: int):
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
 def notebook_title(path: str | os.PathLike, lang: str = config.DEFAULT_LANG) -> str:
     """Title shown in the index: ``metadata.sipas.title.<lang>`` if set, else the first
     Markdown heading, else the file stem."""
-    import nbformat
-
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
+    nb = _read(path)
     meta_title = nb.metadata.get("sipas", {}).get("title")
     if isinstance(meta_title, dict) and meta_title.get(lang):
         return str(meta_title[lang])
@@ -82,6 +102,13 @@ def notebook_title(path: str | os.PathLike, lang: str = config.DEFAULT_LANG) -> 
 ADMIN_PATTERN = re.compile(r"monthly|survey_report|admin", re.IGNORECASE)
 
 
+def sipas_metadata(path: str | os.PathLike) -> dict:
+    """A notebook's ``metadata.sipas`` (``title``, ``index_section``, ``needs``: the stages whose tables it
+    reads, ``renderer``: a fan-out template's bulk renderer ``"module:function"``), empty when absent."""
+    found = _read(path).metadata.get("sipas", {})
+    return dict(found) if isinstance(found, dict) else {}
+
+
 def index_section(path: str | os.PathLike) -> str:
     """``"admin"`` for the administrative reports (monthly report, annual survey-implementation
     report), listed after the scorecards in the index; ``"stage"`` for the others.
@@ -89,10 +116,8 @@ def index_section(path: str | os.PathLike) -> str:
     Set ``metadata.sipas.index_section`` in a notebook to choose; otherwise the file name decides
     (``monthly``, ``survey_report`` or ``admin`` in it means administrative).
     """
-    import nbformat
-
     path = Path(path)
-    chosen = nbformat.read(path, as_version=4).metadata.get("sipas", {}).get("index_section")
+    chosen = _read(path).metadata.get("sipas", {}).get("index_section")
     if chosen in ("admin", "stage"):
         return chosen
     return "admin" if ADMIN_PATTERN.search(path.stem) else "stage"

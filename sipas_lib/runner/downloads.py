@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sipas_lib import config
-from sipas_lib.exports import DOWNLOADS_DIR, write_downloads
 from sipas_lib.runner.export import PdfUnavailable, export_pdf, pdf_renderer
 from sipas_lib.runner.records import OK, NotebookRun
 from sipas_lib.settings import Settings
@@ -37,6 +36,8 @@ def pdf_targets(runs: list[NotebookRun], run_dir: Path) -> list[tuple[Path, Path
     """``(html, pdf)`` pairs: each finished report of :data:`PDF_STAGES`, its PDF under
     ``downloads/pdf/`` at the HTML's place (``html/unit_scorecard/S01.html`` ->
     ``downloads/pdf/unit_scorecard/S01.pdf``)."""
+    from sipas_lib.exports import DOWNLOADS_DIR  # the exports (pandas, SPSS, Excel writers) load when used
+
     html_root = run_dir / "html"
     pairs = []
     for run in runs:
@@ -86,10 +87,21 @@ def write_pdfs(pairs: list[tuple[Path, Path]], workers: int | None = None) -> tu
     return written, problems
 
 
+def write_in_kernel(run_dir: str, data_dir: str) -> dict:
+    """The SPSS, Stata and Excel downloads of a run with its saved settings, with plain arguments and
+    result (``{"files": [...], "problems": [...]}``): what the runner calls in one of its kernels."""
+    from sipas_lib.settings import load_run_settings
+
+    written = run_downloads(config.run_paths(data_dir, run_dir), load_run_settings(run_dir), [])
+    return {"files": [str(f) for f in written.files], "problems": written.problems}
+
+
 def run_downloads(paths: config.RunPaths, settings: Settings, runs: list[NotebookRun], *, pdf: bool = False,
                   workers: int | None = None) -> Downloads:
     """Write the SPSS, Stata and Excel downloads, and with ``pdf`` the PDFs of the annual report and the
     scorecards; never raises for a download (problems are returned)."""
+    from sipas_lib.exports import write_downloads
+
     try:
         files, problems = write_downloads(paths, settings)
     except Exception as exc:  # a bug in a download must not cost the run its HTML and index page

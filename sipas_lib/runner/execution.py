@@ -6,7 +6,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sipas_lib.runner.kernels import (
     KERNEL_NAME,
@@ -16,6 +16,61 @@ from sipas_lib.runner.kernels import (
     read_kernel_log,
 )
 from sipas_lib.runner.records import FAILED, OK, NotebookFailure
+
+ENGINE = "sipas"
+"""The papermill engine the runner executes with (:func:`_register_engine`)."""
+SAVE_EVERY = 60.0
+"""Seconds between saves of a notebook while it runs (papermill writes it when it ends)."""
+
+
+def _register_engine() -> None:
+    """Register :data:`ENGINE`: papermill's nbclient engine, saving the executed notebook at most every
+    :data:`SAVE_EVERY` seconds while it runs instead of at the start and end of every cell.
+
+    Papermill's default writes the whole notebook twice per cell; a stage notebook with twenty charts
+    is megabytes, and each write is a pure-Python JSON encoding, so those writes cost seconds between
+    cells while the kernel waits. Papermill still writes the notebook when it ends (with the error
+    cell when one failed), and this engine saves it when execution stops for any other reason (a dead
+    kernel, a timeout), so a failed notebook keeps its partial output.
+    """
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    if ENGINE in papermill_engines._engines:
+        return
+
+    class ThrottledSaves(NotebookExecutionManager):
+        final = False
+        after_cell = None  # called after every cell (the runner's check for a stage's finished tables)
+
+        def cell_complete(self, cell, cell_index=None, **kwargs):
+            super().cell_complete(cell, cell_index=cell_index, **kwargs)
+            if self.after_cell is not None:
+                self.after_cell()
+
+        def save(self, **kwargs):
+            if self.final or (self.now() - self.last_save_time).total_seconds() >= SAVE_EVERY:
+                super().save(**kwargs)
+
+    class SipasEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, after_cell=None, **kwargs):
+            nb_man = ThrottledSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                    autosave_cell_every=autosave_cell_every)
+            nb_man.after_cell = after_cell
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            except BaseException:
+                nb_man.final = True  # execution stopped (dead kernel, timeout): keep what ran
+                raise
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+    papermill_engines.register(ENGINE, SipasEngine)
+
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ARROW = re.compile(r"^-+>\s*(\d+)\s(.*)$")
@@ -90,21 +145,25 @@ def execute_notebook(
     cwd: str | os.PathLike | None = None,
     timeout: float | None = None,
     kernel: WarmKernel | None = None,
+    after_cell: Callable[[], None] | None = None,
 ) -> tuple[str, float, NotebookFailure | None]:
     """Execute one notebook with papermill on the ``python3`` kernel of this interpreter.
 
     Returns ``(status, seconds, failure)``; never raises for an error inside the notebook, and
     the partially executed notebook is written to ``executed`` either way. ``kernel`` (internal)
     is a running kernel to reuse after resetting it; by default a fresh kernel is started.
+    ``after_cell`` (internal) is called after each cell has run.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    _register_engine()
     source, executed = Path(source), Path(executed)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    if kernel is not None:
+    if kernel is not None:  # a running kernel, already in the notebook's folder (WarmKernel.reset)
         kernel_log = kernel.log
         kernel_kwargs = {"km": kernel.km}
+        cwd = None  # papermill would chdir this whole process, which other runner threads share
     else:
         kernel_log = executed.with_suffix(".kernel.log")
         kernel_log.unlink(missing_ok=True)
@@ -118,8 +177,10 @@ def execute_notebook(
             kernel_name=KERNEL_NAME,
             progress_bar=False,
             log_output=False,
-            request_save_on_cell_execute=True,  # also keeps partial output if the kernel dies
-            cwd=str(cwd if cwd is not None else source.parent),
+            request_save_on_cell_execute=True,  # saved while it runs (every SAVE_EVERY s) and at the end
+            engine_name=ENGINE,
+            after_cell=after_cell,
+            cwd=None if kernel is not None else str(cwd if cwd is not None else source.parent),
             execution_timeout=timeout,
             **kernel_kwargs,
         )

@@ -10,7 +10,6 @@ from typing import Any, Iterable
 from sipas_lib import config
 from sipas_lib.runner.export import TEMPLATES_DIR
 from sipas_lib.runner.records import FAILED, OK, SKIPPED, NotebookRun, RunSummary
-from sipas_lib.units import UNIT_TYPES
 
 _LABELS = {
     "vi": {
@@ -29,6 +28,7 @@ _LABELS = {
         "total": "Tổng thời gian",
         "summary": "{ok} hoàn thành, {failed} lỗi, {skipped} bỏ qua",
         "earlier": "bản của lượt chạy trước",
+        "reused": "dùng lại kết quả đã tính (dữ liệu, cấu hình và phần mềm không đổi)",
         "none": "Không có báo cáo nào.",
         "settings": "Cấu hình của lượt chạy",
         "settings_note": "Các giá trị đã dùng, lưu trong tệp {file} của thư mục này. Nguồn: {sources}.",
@@ -51,6 +51,7 @@ _LABELS = {
         "total": "Total time",
         "summary": "{ok} ok, {failed} failed, {skipped} skipped",
         "earlier": "from an earlier run",
+        "reused": "reused from an earlier run (same data, settings and software)",
         "none": "No reports.",
         "settings": "Configuration of this run",
         "settings_note": "The values used, saved as {file} in this folder. Sources: {sources}.",
@@ -76,8 +77,11 @@ def _unit_type_title(unit_type: str, lang: str) -> str:
 def _index_sections(notebooks: Iterable[NotebookRun], labels: dict, lang: str) -> list[dict]:
     """Stages, then each fan-out template (scorecards first) grouped by unit type in the order of
     the registry's vocabulary, then the administrative reports."""
+    from sipas_lib.units import UNIT_TYPES
+
     notebooks = list(notebooks)
-    stage_rows = [n for n in notebooks if n.kind == "stage" and n.section != "admin"]
+    # last year's results (kind "previous") come first among the stages: the index stage reads them
+    stage_rows = [n for n in notebooks if n.kind in ("previous", "stage") and n.section != "admin"]
     admin_rows = [n for n in notebooks if n.kind == "stage" and n.section == "admin"]
     sections = [{"title": labels["stages"], "groups": [{"title": None, "rows": stage_rows}]}]
     templates: list[str] = []

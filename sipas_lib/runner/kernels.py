@@ -93,11 +93,28 @@ if "matplotlib.pyplot" in _sys.modules:
     _sys.modules["matplotlib.pyplot"].close("all")
 get_ipython().reset(new_session=True)  # empties the namespace, In [1] again; modules stay loaded
 __import__("gc").collect()
+__import__("os").chdir({cwd!r})
+"""
+
+#: Marks the line of a :meth:`WarmKernel.call` output that carries the function's result (JSON).
+_RESULT_MARK = "\x1esipas-result:"
+_CALL_CODE = """\
+import importlib as _il, json as _json
+_f = getattr(_il.import_module({module!r}), {function!r})
+print({mark!r} + _json.dumps(_f(**_json.loads({arguments!r})), default=str))
 """
 
 
+class KernelCallError(RuntimeError):
+    """A function called in a kernel raised: ``ename``, ``evalue`` and the traceback lines."""
+
+    def __init__(self, ename: str, evalue: str, traceback: list[str]) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue, self.traceback = ename, evalue, traceback
+
+
 class WarmKernel:
-    """A kernel kept alive across the notebooks of one fan-out thread.
+    """A kernel kept alive across the notebooks and calls of one runner thread.
 
     Before each notebook the namespace is emptied (``InteractiveShell.reset``, execution count
     back to 1) and figures closed; imported modules stay loaded, which is what saves the time.
@@ -110,28 +127,88 @@ class WarmKernel:
 
         self._run_sync = run_sync
         self.log = log
+        self.cwd = Path(cwd).resolve()
         log.parent.mkdir(parents=True, exist_ok=True)
         self.km = kernel_manager_class()(kernel_name=KERNEL_NAME, config=kernel_config(log))
-        run_sync(self.km.start_kernel)(cwd=str(cwd))
+        run_sync(self.km.start_kernel)(cwd=str(self.cwd))
         self.broken = False
 
-    def reset(self) -> None:
-        """Empty the namespace before the next notebook."""
+    def _execute(self, code: str, timeout: float | None, output_hook=None) -> dict:
+        """Run ``code`` in the kernel (not stored in its history); the reply's content.
 
-        async def _reset():
+        Polls the kernel while it waits, so a kernel that dies (or a ``timeout`` in seconds) ends the
+        wait with a :class:`KernelCallError` instead of a hang.
+        """
+        import queue
+        import time
+
+        async def _run():
             kc = self.km.client()
             kc.start_channels()
             try:
                 await kc.wait_for_ready(timeout=60)
-                reply = await kc.execute_interactive(
-                    _RESET_CODE, silent=True, store_history=False, timeout=60, output_hook=lambda msg: None
-                )
-                if reply["content"]["status"] != "ok":
-                    raise RuntimeError(f"could not reset the kernel: {reply['content'].get('evalue')}")
+                msg_id = kc.execute(code, silent=False, store_history=False)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while True:
+                    try:
+                        msg = await kc.get_iopub_msg(timeout=1)
+                    except queue.Empty:
+                        if not await self.km.is_alive():
+                            self.broken = True
+                            raise KernelCallError("DeadKernelError", "the kernel died", []) from None
+                        if deadline is not None and time.monotonic() > deadline:
+                            self.broken = True
+                            raise KernelCallError("TimeoutError", f"no answer within {timeout} s", []) from None
+                        continue
+                    if msg["parent_header"].get("msg_id") != msg_id:
+                        continue
+                    if output_hook is not None:
+                        output_hook(msg)
+                    if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                        break
+                while True:
+                    reply = await kc.get_shell_msg(timeout=60)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        return reply["content"]
             finally:
                 kc.stop_channels()
 
-        self._run_sync(_reset)()
+        return self._run_sync(_run)()
+
+    def reset(self, cwd: Path | None = None) -> None:
+        """Empty the namespace before the next notebook and move to ``cwd`` (default: where it started)."""
+        content = self._execute(_RESET_CODE.format(cwd=str(Path(cwd).resolve() if cwd else self.cwd)), timeout=60)
+        if content["status"] != "ok":
+            raise RuntimeError(f"could not reset the kernel: {content.get('evalue')}")
+
+    def call(self, target: str, arguments: dict, timeout: float | None = None):
+        """Call ``"package.module:function"`` in the kernel with JSON ``arguments``; its JSON result.
+
+        The kernel keeps what the function imported (the next notebook or call starts warm).
+
+        Raises
+        ------
+        KernelCallError
+            The function raised (its exception name, message and traceback).
+        """
+        import json
+
+        module, _, function = target.partition(":")
+        printed: list[str] = []
+
+        def hook(msg: dict) -> None:
+            if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
+                printed.append(msg["content"]["text"])
+
+        code = _CALL_CODE.format(module=module, function=function, mark=_RESULT_MARK,
+                                 arguments=json.dumps(arguments, default=str))
+        content = self._execute(code, timeout=timeout, output_hook=hook)
+        if content["status"] != "ok":
+            raise KernelCallError(content.get("ename", "Error"), content.get("evalue", ""), content.get("traceback", []))
+        text = "".join(printed)
+        if _RESULT_MARK not in text:
+            raise KernelCallError("RuntimeError", f"{target} returned nothing the runner could read", [])
+        return json.loads(text[text.rindex(_RESULT_MARK) + len(_RESULT_MARK):].splitlines()[0])
 
     def alive(self) -> bool:
         try:
@@ -148,10 +225,11 @@ class WarmKernel:
 
 
 def ready_kernel(kernel: WarmKernel | None, cwd: Path, log: Path) -> WarmKernel:
-    """The thread's kernel, reset for the next notebook; a fresh one if it died or will not reset."""
+    """The thread's kernel, reset for the next notebook and moved to ``cwd``; a fresh one (started in
+    ``cwd``) if it died or will not reset."""
     if kernel is not None and kernel.alive():
         try:
-            kernel.reset()
+            kernel.reset(cwd)
             return kernel
         except Exception:
             pass

@@ -54,7 +54,7 @@ class NotebookFailure:
 class NotebookRun:
     """One executed (or skipped) notebook of a run."""
 
-    kind: str  # "stage" or "fanout"
+    kind: str  # "stage", "fanout" or "previous" (last year's results, sipas_lib.runner.previous)
     name: str  # notebook file stem, e.g. "20_intake_quality" or "unit_scorecard"
     title: str
     source: Path
@@ -67,7 +67,7 @@ class NotebookRun:
     unit_type: str | None = None
     unit_name: str | None = None
     failure: NotebookFailure | None = None
-    note: str = ""
+    note: str = ""  # "earlier" (an earlier run's page), "reused" (last year's results), or a problem
     section: str = ""  # index section: the notebook's (template's) title
     stage: str | None = None  # settings section / stage module (sipas_lib.stages.STAGE_OF_NOTEBOOK)
 

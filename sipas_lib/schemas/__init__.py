@@ -29,6 +29,7 @@ PERSONAL_COLUMNS = frozenset({
     "applicant_name", "phone", "address", "email",
     "enumerator_name", "enumerator_phone", "enumerator_address",
     "transaction_id",  # links an answer to an applicant's case record
+    "respondent_name", "respondent_phone", "respondent_address",  # the re-check (phúc tra) file's contacts
 })
 
 #: Free-text columns: written only when the configuration asks for them, scrubbed of phones/e-mails.
@@ -185,7 +186,7 @@ def stage_outputs(stage: str, *, main_only: bool = True) -> list[str]:
 def _load_all() -> None:
     # importing the per-stage modules registers their contracts
     from sipas_lib.schemas import (  # noqa: F401
-        annual_survey_report, index_ranking, inputs, intake_quality, monthly_report, reliability,
+        annual_survey_report, index_ranking, inputs, intake_quality, integrity, monthly_report, reliability,
         sampling_design, weighting,
     )
 
@@ -223,7 +224,7 @@ def contracts_markdown() -> str:
     by_stage: dict[str, list[TableContract]] = {}
     for c in REGISTRY.values():
         by_stage.setdefault(c.stage, []).append(c)
-    order = ["input", "sampling_design", "intake_quality", "weighting", "reliability", "index_ranking",
+    order = ["input", "sampling_design", "intake_quality", "integrity", "weighting", "reliability", "index_ranking",
              "monthly_report", "annual_survey_report"]
     for stage in sorted(by_stage, key=lambda s: order.index(s) if s in order else len(order)):
         title = "Input files of a year" if stage == "input" else f"Results of stage `{stage}`"

@@ -43,6 +43,21 @@ def _item(code: str) -> pa.Column:
                                  "empty = not answered")
 
 
+def _fieldwork_columns() -> dict[str, pa.Column]:
+    """Where, when and by whom a form came back (screening for fabrication, sipas_lib.screening); optional so
+    that tables written before these columns existed still validate."""
+    columns = {
+        "collection_point": C.text("where the form came back: post office code, one-stop desk or `online` "
+                                   "(empty when not recorded)", nullable=True),
+        "return_date": C.date("date the form came back (empty when not recorded or unreadable)"),
+        "enumerator_code": C.text("enumerator as a code, E001… by first appearance in the run (the name never "
+                                  "leaves intake; empty when not recorded)", nullable=True, pattern=r"^E[0-9]{3,}$"),
+    }
+    for column in columns.values():
+        column.required = False
+    return columns
+
+
 def _every_item_of_its_form(df: pd.DataFrame) -> bool:
     """Each form present in the table brings all of its item columns."""
     return all(set(INSTRUMENTS[form].item_codes) <= set(df.columns)
@@ -70,6 +85,7 @@ register("responses", "intake_quality",
                                               "numbers and e-mail addresses")
                 for column in sorted(FREE_TEXT_COLUMNS)},
              "survey_date": C.date("date the questionnaire was filled in (empty when missing or set aside)"),
+             **_fieldwork_columns(),
              "gave_feedback": C.flag("answered section V (c15–c18: the respondent gave feedback)"),
              "source_file": C.text("response file the record was read from (file name only)"),
              "source_row": pa.Column("int64", pa.Check.ge(2),

@@ -147,6 +147,8 @@ register("weighting_summary", "weighting",
              "year": C.integer("survey year"),
              "n_issued": C.count("questionnaires issued (sample.csv)"),
              "n_accepted": C.count("questionnaires accepted at intake"),
+             "n_set_aside": C.count("accepted questionnaires the integrity stage excluded before weighting "
+                                    "(`integrity.exclude_flagged`; listed in `integrity_exclusions` with their reason)"),
              "n_unmatched": C.count("accepted questionnaires whose form id is not in sample.csv (not weighted)"),
              "n_weighted": C.count("questionnaires weighted"),
              "n_units": C.count("units weighted"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 STAGE_OF_NOTEBOOK: dict[str, str] = {
     "10_sampling_design": "sampling_design",
     "20_intake_quality": "intake_quality",
+    "25_integrity": "integrity",
     "30_weighting": "weighting",
     "40_reliability": "reliability",
     "50_index_ranking": "index_ranking",

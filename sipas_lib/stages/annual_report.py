@@ -28,6 +28,9 @@ from sipas_lib.weighting import DesignSpec
 GROUP_ORDER = ("department", "district", "province", "commune", "ward")
 #: Province of the published national figures shown beside the city's results.
 PROVINCE = "Ha Noi"
+#: Columns of stage 50's ``small_area`` the league table shows beside the direct index (model-based, Fay–Herriot).
+MODEL_COLUMNS = ("model_estimate", "model_ci_low", "model_ci_high", "model_rank", "model_rank_ci_low",
+                 "model_rank_ci_high", "estimate_type", "official")
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,11 @@ class AnnualReport:
     league
         One row per unit: ``unit_id, unit_type, name_vi, name_en, estimate, ci_low, ci_high, n,
         publishable, rank, rank_ci_low, rank_ci_high, rank_ci_low_marginal, rank_ci_high_marginal,
-        not_ranked_reason, change, change_significant, change_indicative``; by unit type, ranked units
-        by rank, then the unranked by estimate. ``change_indicative`` marks a change against the
-        unit's predecessors across the 2025 reform (``yoy_reform``; never significant or not).
+        not_ranked_reason, change, change_significant, change_indicative``, the model-based
+        columns :data:`MODEL_COLUMNS` (missing for a type stage 50 did not model; ``official`` is
+        ``direct`` or ``model``, per row); by unit type, ranked units by their official rank, then
+        the unranked by estimate. ``change_indicative`` marks a change against the unit's
+        predecessors across the 2025 reform (``yoy_reform``; never significant or not).
     city
         One row per scope (unit types and ``all``) of the city-wide overall index, with ``change`` and
         ``change_significant`` from ``city_yoy`` (empty when there is no previous year).
@@ -72,6 +77,10 @@ class AnnualReport:
     reform
         ``yoy_reform``: the indicative comparison of each unit reshaped by the 2025 reform with its
         predecessors (``None`` when the units are the same both years or there is no previous year).
+    model_covariates
+        The administrative covariates of the small-area model (``index_ranking.small_area_covariates``)
+        when stage 50 wrote ``small_area``, else empty: what the league table's model-based column
+        borrows from.
     design
         The saved design specification (``results/design.json``), for the methodology appendix.
     run_settings
@@ -98,6 +107,7 @@ class AnnualReport:
     run_settings: Settings
     deff_range: tuple[float, float] | None
     reform: pd.DataFrame | None = None
+    model_covariates: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,12 +116,18 @@ class AnnualReport:
 
 
 def league_table(ranks: pd.DataFrame, units: pd.DataFrame, yoy: pd.DataFrame | None = None,
-                 reform: pd.DataFrame | None = None) -> pd.DataFrame:
+                 reform: pd.DataFrame | None = None, small_area: pd.DataFrame | None = None) -> pd.DataFrame:
     """The league table rows: ``ranks`` with the units' names and last year's change of the overall
     index; by unit type (:data:`GROUP_ORDER`), ranked units by rank, then unranked by estimate.
 
     A unit reshaped by the 2025 reform has no change of its own; its indicative change against its
-    predecessors (``reform``, not withheld) fills ``change`` with ``change_indicative`` True."""
+    predecessors (``reform``, not withheld) fills ``change`` with ``change_indicative`` True.
+
+    ``small_area`` (stage 50's Fay–Herriot table) adds the model-based index, its interval and its
+    rank set (:data:`MODEL_COLUMNS`) beside the direct ones. The official figure stays the direct
+    one (``official = "direct"``) unless the run set ``index_ranking.use_model_for_ranks``
+    (``official = "model"`` in ``small_area``): then that type's rows are ordered by the model-based
+    rank. Nothing is recomputed; a type stage 50 did not model keeps missing model columns."""
     cols = ["unit_id", "unit_type", "estimate", "ci_low", "ci_high", "n", "publishable", "rank", "rank_ci_low",
             "rank_ci_high", "rank_ci_low_marginal", "rank_ci_high_marginal", "not_ranked_reason"]
     out = ranks[cols].merge(units[["unit_id", "name_vi", "name_en"]], on="unit_id", how="left", validate="one_to_one")
@@ -128,12 +144,62 @@ def league_table(ranks: pd.DataFrame, units: pd.DataFrame, yoy: pd.DataFrame | N
         fill = out["change"].isna() & out["unit_id"].isin(shown.index)
         out.loc[fill, "change"] = out.loc[fill, "unit_id"].map(shown)
         out.loc[fill, "change_indicative"] = True
+    out = with_model_based(out, small_area)
     order = {t: i for i, t in enumerate(GROUP_ORDER)}
     out["_group"] = out["unit_type"].map(order).fillna(len(order))
-    out["_ranked"] = out["rank"].isna()
-    out = out.sort_values(["_group", "_ranked", "rank", "estimate"], ascending=[True, True, True, False],
+    out["_rank"] = out["rank"].where(out["official"] == "direct", out["model_rank"]).astype("Float64")
+    out["_ranked"] = out["_rank"].isna()
+    out = out.sort_values(["_group", "_ranked", "_rank", "estimate"], ascending=[True, True, True, False],
                           kind="stable")
-    return out.drop(columns=["_group", "_ranked"]).reset_index(drop=True)
+    return out.drop(columns=["_group", "_rank", "_ranked"]).reset_index(drop=True)
+
+
+def league_sections(league: pd.DataFrame, units: pd.DataFrame, lang: str = "vi",
+                    unit_types: tuple[str, ...] | None = None) -> list[tuple[str, str | None, pd.DataFrame]]:
+    """The league table cut into the sections the report prints: ``(unit_type, province, rows)``.
+
+    One section per unit type (``province`` None) while the run's units of that type belong to one
+    province (a city's survey). When they span several provinces (the national-scale year: 578
+    departments and 3,321 communes), one section per unit type and province, provinces in the
+    registry's order, each with its units in the league's order (national rank kept), so a
+    reader finds a commune under its province instead of on page 60 of one list. ``province`` is
+    the province's name in ``lang``. Pure selection: no row is added, dropped or reordered within
+    a section.
+    """
+    unit_types = tuple(dict.fromkeys(league["unit_type"])) if unit_types is None else unit_types
+    names = units.set_index("unit_id")[f"name_{lang}"]
+    types = units.set_index("unit_id")["unit_type"]
+    parent = league["unit_id"].map(units.set_index("unit_id")["parent_id"])
+    province = parent.where(parent.map(types).eq("province"))
+    order = {p: i for i, p in enumerate(units.loc[units["unit_type"] == "province", "unit_id"])}
+    sections = []
+    for unit_type in unit_types:
+        rows = league.loc[league["unit_type"] == unit_type]
+        where = province.loc[rows.index]
+        if where.nunique() <= 1:
+            sections.append((unit_type, None, rows))
+            continue
+        for pid in sorted(where.dropna().unique(), key=lambda p: order.get(p, len(order))):
+            sections.append((unit_type, str(names.get(pid, pid)), rows.loc[where == pid]))
+        if where.isna().any():
+            sections.append((unit_type, None, rows.loc[where.isna()]))
+    return sections
+
+
+def with_model_based(league: pd.DataFrame, small_area: pd.DataFrame | None) -> pd.DataFrame:
+    """``league`` with stage 50's model-based columns (:data:`MODEL_COLUMNS`) merged by unit.
+
+    Units of a type that was not modelled (or every unit, without ``small_area``) get missing
+    model columns and ``official = "direct"``."""
+    columns = ["unit_id", *MODEL_COLUMNS]
+    model = pd.DataFrame(columns=columns) if small_area is None else small_area[columns]
+    out = league.merge(model, on="unit_id", how="left", validate="one_to_one")
+    ranks = [c for c in MODEL_COLUMNS if c.startswith("model_rank")]
+    out[ranks] = out[ranks].astype("Int64")
+    out[["model_estimate", "model_ci_low", "model_ci_high"]] = out[["model_estimate", "model_ci_low",
+                                                                    "model_ci_high"]].astype(float)
+    out["official"] = out["official"].fillna("direct")
+    return out
 
 
 def city_overall(city: pd.DataFrame, city_yoy: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -256,10 +322,13 @@ def run(paths: config.RunPaths, settings: Settings) -> AnnualReport:
     yoy = _read(paths, "yoy", required=False)
     city_yoy = _read(paths, "city_yoy", required=False)
     reform = _read(paths, "yoy_reform", required=False)
+    small_area = _read(paths, "small_area", required=False)
+    if small_area is not None:
+        check_level(small_area, settings, str(schemas.result_path(paths, "small_area")))
     weights = _read(paths, "weight_diagnostics", required=False)
     groups = tuple(t for t in GROUP_ORDER if t in set(ranks["unit_type"])) + tuple(
         sorted(set(ranks["unit_type"]) - set(GROUP_ORDER)))
-    league = league_table(ranks, units, yoy, reform)
+    league = league_table(ranks, units, yoy, reform, small_area)
     overall = city_overall(city, city_yoy)
     criteria = sorted(set().union(*(instrument_for_unit_type(g).criteria_codes for g in groups)))
     priorities = _read(paths, "priorities")
@@ -267,6 +336,8 @@ def run(paths: config.RunPaths, settings: Settings) -> AnnualReport:
         _g=lambda d: d["unit_type"].map({t: i for i, t in enumerate(groups)}))
     weakest = weakest.sort_values(["_g", "unit_id", "rank_in_unit"], kind="stable").drop(columns="_g")
     alpha = _read(paths, "reliability_alpha", required=False)
+    run_settings = full_settings(paths, settings)
+    covariates = () if small_area is None else tuple(run_settings.section("index_ranking")["small_area_covariates"])
     deff = None
     if weights is not None and len(weights):
         deff = (float(weights["deff_kish"].min()), float(weights["deff_kish"].max()))
@@ -287,9 +358,10 @@ def run(paths: config.RunPaths, settings: Settings) -> AnnualReport:
         province_path=published.province_path(PROVINCE),
         targets_plan=DEFAULT_TARGETS,
         design=load_design_spec(paths),
-        run_settings=full_settings(paths, settings),
+        run_settings=run_settings,
         deff_range=deff,
         reform=reform,
+        model_covariates=covariates,
     )
 
 

@@ -1,14 +1,18 @@
 """Stage 70: the monthly SIPAS report, Phụ lục 3 of plan 143/KH-UBND (notebook ``70_monthly_report``).
 
 Aggregates the year's administrative records (``dossiers.parquet``, ``procedures.csv``,
-``feedback.parquet``, ``apologies.parquet``, ``opinions.parquet`` in the data folder) with DuckDB
+``feedback.parquet``, ``apologies.parquet``, ``opinions.parquet`` in the data folder) with DuckDB or Spark
 (:func:`sipas_lib.admin_records.monthly_aggregates`) for the reporting month and the year to
 date, attaches each unit's type from the units registry, and writes ``monthly_counts``,
 ``monthly_overdue_reasons`` and ``monthly_overview``. The notebook lays the counts out as Mẫu số 1
-(departments) and Mẫu số 2 (districts) with :mod:`sipas_lib.admin_reports`.
+(departments) and Mẫu số 2 with :mod:`sipas_lib.admin_reports`: as printed for districts, adapted for the
+communes and wards of a two-tier year; the form of each unit comes from the registry (its type and its
+parent's type, :func:`sipas_lib.admin_reports.monthly_form_of`), never from its id.
 
 Settings: ``monthly_report.month`` (0 = the latest month with dossiers), ``monthly_report.unit_id``
-("" = the whole city; a unit id = the report of that unit; the tables always cover every unit).
+("" = the whole city; a unit id = the report of that unit; the tables always cover every unit),
+``monthly_report.engine`` (``duckdb`` | ``spark``, :mod:`sipas_lib.dossier_engine`) and
+``monthly_report.duckdb_memory_limit``.
 """
 
 from __future__ import annotations
@@ -86,11 +90,12 @@ def with_unit_type(table: pd.DataFrame, units: pd.DataFrame, source: str) -> pd.
     return out
 
 
-def reporting_month(setting: int, data_dir, year: int) -> int:
-    """The month of the report: the setting, or (0) the latest month of ``year`` with a dossier."""
+def reporting_month(setting: int, data_dir, year: int, **engine) -> int:
+    """The month of the report: the setting, or (0) the latest month of ``year`` with a dossier (``engine``: as
+    :func:`sipas_lib.admin_records.latest_month`)."""
     if not 0 <= int(setting) <= 12:
         raise StageError(f"monthly_report.month must be 0 (latest) or 1–12, got {setting!r}")
-    return int(setting) or admin_records.latest_month(data_dir, year)
+    return int(setting) or admin_records.latest_month(data_dir, year, **engine)
 
 
 def not_applicable(paths: config.RunPaths) -> str | None:
@@ -121,8 +126,9 @@ def compute(paths: config.RunPaths, settings: Settings) -> MonthlyReport:
         raise StageError(f"monthly_report.unit_id = {unit_id!r} is not in the units registry (units.csv)")
     year = settings.year
     try:
-        month = reporting_month(options["month"], paths.data_dir, year)
-        counts, reasons = admin_records.monthly_aggregates(paths.data_dir, year, month)
+        engine = {"engine": options["engine"], "memory_limit": options["duckdb_memory_limit"] or None}
+        month = reporting_month(options["month"], paths.data_dir, year, **engine)
+        counts, reasons = admin_records.monthly_aggregates(paths.data_dir, year, month, **engine)
     except (ValueError, FileNotFoundError) as exc:
         raise StageError(str(exc)) from None
     source = str(files.dossiers)

@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from sipas_lib import config, schemas
+from sipas_lib import config, formids, schemas
 from sipas_lib import sampling as sp
 from sipas_lib.settings import Settings
 from sipas_lib.spreadsheet import write_csv
@@ -43,6 +43,9 @@ P_ASSUMED = 0.5
 TOTAL_SETTINGS = {"department": "total_departments", "district": "total_districts"}
 #: Unit type -> the group its questionnaires are planned in: wards share the communes' total (two-tier years).
 PLAN_GROUP = {"ward": "commune"}
+#: Label key (``texts/sampling_design.yaml``) of each plan group, as the notebook names it: the year's
+#: local units are districts before the 2025 reform and communes and wards after it (registry).
+GROUP_LABELS = {"department": "sd_group_department", "district": "sd_group_district", "commune": "sd_group_commune"}
 #: Allocations always shown for comparison (method -> power exponent).
 COMPARED_METHODS = (("equal", None), ("proportional", None), ("power", 0.5))
 MAILING_LIST_FILE = "mailing_list.csv"
@@ -110,6 +113,15 @@ class SamplingDesign:
             return str(self.mailing_list.relative_to(config.PROJECT_DIR))
         except ValueError:
             return str(Path(*self.mailing_list.parts[-3:]))
+
+    @property
+    def id_formats(self) -> list[formids.FormIdFormat]:
+        """The formats of the issued form ids (:data:`sipas_lib.formids.FORMATS`), so a report describes
+        the ids this year's forms carry (6-digit Luhn before 2025, 10-digit Damm after)."""
+        if self.sample is None or self.sample.empty:
+            return []
+        lengths = set(self.sample["form_id"].astype(str).str.len())
+        return [fmt for fmt in formids.FORMATS if fmt.length in lengths]
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -214,8 +214,13 @@ def excluded_table(spec: wt.DesignSpec, sample: pd.DataFrame, responses: pd.Data
 
 
 def summary_table(spec: wt.DesignSpec, sample: pd.DataFrame, responses: pd.DataFrame, data: pd.DataFrame,
-                  calibration: pd.DataFrame, n_unmatched: int, year: int) -> pd.DataFrame:
-    """One row: the year's weighting in numbers (what the notebook narrates)."""
+                  calibration: pd.DataFrame, n_unmatched: int, year: int, *, n_accepted: int | None = None,
+                  n_set_aside: int = 0) -> pd.DataFrame:
+    """One row: the year's weighting in numbers (what the notebook narrates).
+
+    ``n_accepted`` is what intake accepted (default ``len(responses)``); ``n_set_aside`` the forms the
+    integrity stage excluded before weighting (``integrity_exclusions``), so accepted = set aside +
+    the forms weighting received."""
     factor = data["w_nr"] / data["w_base"]
     trimmed = data["w_final"].to_numpy() != data["w_cal"].to_numpy()
     with_resp = calibration[calibration["n"] > 0]
@@ -223,7 +228,8 @@ def summary_table(spec: wt.DesignSpec, sample: pd.DataFrame, responses: pd.DataF
     return pd.DataFrame([{
         "year": int(year),
         "n_issued": int(len(sample)),
-        "n_accepted": int(len(responses)),
+        "n_accepted": int(len(responses) if n_accepted is None else n_accepted),
+        "n_set_aside": int(n_set_aside),
         "n_unmatched": int(n_unmatched),
         "n_weighted": int(len(data)),
         "n_units": int(data["unit_id"].nunique()),
@@ -258,6 +264,31 @@ class WeightingResult:
         return self.tables[name]
 
 
+def build_design(paths: config.RunPaths, settings: Settings, responses: pd.DataFrame, sample: pd.DataFrame,
+                 frame_counts: pd.DataFrame) -> wt.AnnualDesign:
+    """The year's design from accepted responses, as this stage builds it (city or national, the run's
+    ``weighting`` settings); also used by the integrity stage for its sensitivity analysis.
+
+    Raises
+    ------
+    StageError
+        Inputs the weighting cannot use (the message names the files and the cause).
+    """
+    forms = [f for f in pd.unique(responses["form"]) if isinstance(f, str)]
+    items = sorted({c for f in forms for c in load_instrument(f).item_codes})
+    try:
+        with warnings.catch_warnings():
+            # responses whose form id is not in the sample are counted in weighting_summary
+            warnings.filterwarnings("ignore", message=".*form_id not in the sample.*", category=RuntimeWarning)
+            return (build_national(paths, settings, responses, sample, frame_counts, items)
+                    if design_kind(settings) == "national" else
+                    wt.build_annual_design(responses, sample, frame_counts, items=items, **options(settings)))
+    except ValueError as err:
+        raise StageError(f"weighting of {schemas.result_path(paths, 'responses')} with "
+                         f"{Path(paths.data_dir) / 'sample.csv'} and {Path(paths.data_dir) / 'frame_counts.csv'}: "
+                         f"{err}") from err
+
+
 def options(settings: Settings) -> dict:
     """The weighting settings as :func:`~sipas_lib.weighting.build_annual_design` arguments
     (``trim_ratio: 0`` in the configuration = no trimming)."""
@@ -281,20 +312,16 @@ def run(paths: config.RunPaths, settings: Settings) -> WeightingResult:
     frame_counts = _read_input(paths, "frame_counts")
     units = schemas.read_result(paths, "units", required=False)
     unit_types = _unit_types(responses, units)
-    forms = [f for f in pd.unique(responses["form"]) if isinstance(f, str)]
-    items = sorted({c for f in forms for c in load_instrument(f).item_codes})
+    n_accepted = len(responses)
+    # forms the integrity stage set aside (integrity.exclude_flagged), listed there with their reason
+    set_aside = schemas.read_result(paths, "integrity_exclusions", required=False)
+    n_set_aside = 0
+    if set_aside is not None and len(set_aside):
+        dropped = responses["form_id"].astype(str).isin(set(set_aside["form_id"].astype(str)))
+        n_set_aside = int(dropped.sum())
+        responses = responses.loc[~dropped].reset_index(drop=True)
     n_unmatched = int((~responses["form_id"].astype(str).isin(sample["form_id"])).sum())
-    try:
-        with warnings.catch_warnings():
-            # responses whose form id is not in the sample are counted in weighting_summary
-            warnings.filterwarnings("ignore", message=".*form_id not in the sample.*", category=RuntimeWarning)
-            built = (build_national(paths, settings, responses, sample, frame_counts, items)
-                     if design_kind(settings) == "national" else
-                     wt.build_annual_design(responses, sample, frame_counts, items=items, **options(settings)))
-    except ValueError as err:
-        raise StageError(f"weighting of {schemas.result_path(paths, 'responses')} with "
-                         f"{Path(paths.data_dir) / 'sample.csv'} and {Path(paths.data_dir) / 'frame_counts.csv'}: "
-                         f"{err}") from err
+    built = build_design(paths, settings, responses, sample, frame_counts)
     design, spec = built.design, built.spec
     data = design.data
     nonresponse = nonresponse_table(sample, data, unit_types)
@@ -305,7 +332,8 @@ def run(paths: config.RunPaths, settings: Settings) -> WeightingResult:
         "nonresponse_cells": nonresponse,
         "calibration_cells": calibration,
         "units_excluded": excluded_table(spec, sample, responses, frame_counts, unit_types),
-        "weighting_summary": summary_table(spec, sample, responses, data, calibration, n_unmatched, settings.year),
+        "weighting_summary": summary_table(spec, sample, responses, data, calibration, n_unmatched, settings.year,
+                                           n_accepted=n_accepted, n_set_aside=n_set_aside),
     }
     written = {}
     for name in TABLES:
