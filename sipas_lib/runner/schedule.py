@@ -41,7 +41,7 @@ STAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "weighting": ("intake_quality", "integrity"),  # the forms integrity set aside (integrity.exclude_flagged)
     "reliability": ("intake_quality", "weighting"),  # the weighted responses (the unweighted without them)
     "index_ranking": ("intake_quality", "weighting", PREVIOUS_YEAR),
-    "annual_report": ("intake_quality", "weighting", "reliability", "index_ranking"),
+    "annual_report": ("intake_quality", "integrity", "weighting", "reliability", "index_ranking"),  # + integrity_units
     "monthly_report": (),
     "annual_survey_report": ("intake_quality",),
     "unit_scorecard": ("intake_quality", "index_ranking"),

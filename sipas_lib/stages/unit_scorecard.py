@@ -176,6 +176,13 @@ def _criteria_order(unit_types: list[str]) -> tuple[pd.DataFrame, dict[str, str]
     return (pd.concat(frames, ignore_index=True) if frames else empty), missing
 
 
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as plain Python strings (``object``): a unit's rows are then taken thousands of times
+    with NumPy's ``take`` instead of Arrow's (the contracts' text dtype is for storage and checks)."""
+    text = [c for c in df.columns if pd.api.types.is_string_dtype(df[c]) and df[c].dtype != object]
+    return df.astype({c: object for c in text}) if text else df
+
+
 def _positions(df: pd.DataFrame) -> dict[str, np.ndarray]:
     return {str(k): v for k, v in df.groupby("unit_id", sort=False).indices.items()} if len(df) else {}
 
@@ -211,7 +218,8 @@ def load_inputs(paths: config.RunPaths, settings: Settings) -> ScorecardInputs:
                 .merge(peer, on=["unit_type", "level", "code"], how="left")
                 .merge(gaps, on=["unit_id", "code"], how="left")
                 .sort_values(["unit_id", "order"], kind="stable").reset_index(drop=True))
-    weakest = priorities.loc[priorities["weakest"]].sort_values(["unit_id", "rank_in_unit"], kind="stable")
+    elements, criteria = _plain(elements), _plain(criteria)
+    weakest = _plain(priorities.loc[priorities["weakest"]].sort_values(["unit_id", "rank_in_unit"], kind="stable"))
     yoy = tables["yoy"]
     change = None if yoy is None else yoy.loc[(yoy["level"] == "overall") & (yoy["code"] == OVERALL_CODE)]
     inputs = ScorecardInputs(
