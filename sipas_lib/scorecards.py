@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from sipas_lib import charts
+from sipas_lib import charts, integrity_report
 from sipas_lib import reporting as R
 from sipas_lib.notebook import NotebookContext, open_stage
 from sipas_lib.stages import unit_scorecard
@@ -189,8 +189,23 @@ def model_based(card: Scorecard, ctx: NotebookContext) -> list[Block]:
     return out
 
 
+def integrity(card: Scorecard, ctx: NotebookContext) -> list[Block]:
+    """For a unit the integrity stage flagged: its signals and reasons, and its index and rank set with
+    and without its suspect forms (:func:`sipas_lib.integrity_report.integrity_table`); nothing otherwise."""
+    r = card.integrity
+    if r is None:
+        return []
+    row = pd.DataFrame([r])
+    return [_markdown("## " + integrity_report.label("sec_integrity", ctx.lang)),
+            _markdown(integrity_report.label("scorecard_text", ctx.lang).format(
+                signals=integrity_report.signal_names(r["signals"], ctx.lang),
+                reason=R.md_escape(r["reason_vi" if ctx.lang == "vi" else "reason"]))),
+            Block("html", R.html_table(integrity_report.integrity_table(row, {r["unit_id"]: _unit_name(card, ctx)},
+                                                                        ctx.lang, reasons=False)))]
+
+
 #: The sections of a scorecard, in page order.
-SECTIONS = (title, overall, elements, criteria, sample, model_based)
+SECTIONS = (title, overall, elements, criteria, sample, model_based, integrity)
 
 
 def blocks(card: Scorecard, ctx: NotebookContext) -> list[Block]:

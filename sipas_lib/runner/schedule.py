@@ -44,7 +44,7 @@ STAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "annual_report": ("intake_quality", "integrity", "weighting", "reliability", "index_ranking"),  # + integrity_units
     "monthly_report": (),
     "annual_survey_report": ("intake_quality",),
-    "unit_scorecard": ("intake_quality", "index_ranking"),
+    "unit_scorecard": ("intake_quality", "integrity", "index_ranking"),
 }
 
 

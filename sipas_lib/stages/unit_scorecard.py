@@ -33,6 +33,7 @@ from sipas_lib.stages.annual_report import check_level
 SCORECARD_TABLES: dict[str, bool] = {
     "units": True, "ranks": True, "indices": True, "city_indices": True, "priorities": True,
     "intake_summary": True, "response_rates": True, "yoy": False, "yoy_reform": False, "small_area": False,
+    "integrity_units": False,
 }
 
 #: Validated result tables by (file, modification time, size): a scorecard reads each table once.
@@ -97,6 +98,9 @@ class Scorecard:
     model
         The unit's row of ``small_area`` (direct and model-based index with rank sets), ``None``
         when stage 50 wrote no small-area table.
+    integrity
+        The unit's row of ``integrity_units`` when the integrity stage (25) flagged it (signals,
+        reasons, index and rank set with and without its suspect forms), else ``None``.
     """
 
     unit: dict[str, Any]
@@ -109,6 +113,7 @@ class Scorecard:
     sample: dict[str, Any]
     reform: dict[str, Any] | None = None
     model: dict[str, Any] | None = None
+    integrity: dict[str, Any] | None = None
 
 
 def _native(value: Any) -> Any:
@@ -154,6 +159,7 @@ class ScorecardInputs:
     reform: dict[str, dict[str, Any]]
     model: dict[str, dict[str, Any]]
     sample: pd.DataFrame
+    integrity: dict[str, dict[str, Any]]
     no_form: dict[str, str]  # unit type -> why it has no criteria (no survey form for it)
     where: str
 
@@ -231,6 +237,8 @@ def load_inputs(paths: config.RunPaths, settings: Settings) -> ScorecardInputs:
         weakest=weakest.reset_index(drop=True), weakest_rows=_positions(weakest.reset_index(drop=True)),
         change=_rows_by_unit(change), reform=_rows_by_unit(tables["yoy_reform"]),
         model=_rows_by_unit(tables["small_area"]),
+        integrity=_rows_by_unit(None if tables["integrity_units"] is None else  # flagged units only
+                                tables["integrity_units"].loc[tables["integrity_units"]["n_flags"] > 0]),
         sample=unit_samples(tables["intake_summary"], tables["response_rates"]),
         no_form=no_form, where=str(schemas.result_path(paths, "units")),
     )
@@ -279,6 +287,7 @@ def select(inputs: ScorecardInputs, unit_id: str) -> Scorecard:
         sample=sample,
         reform=inputs.reform.get(unit_id),
         model=inputs.model.get(unit_id),
+        integrity=inputs.integrity.get(unit_id),
     )
 
 
