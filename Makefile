@@ -41,7 +41,7 @@ report-pdf: demo ## The full report plus the annual report and scorecards as PDF
 
 pdf: report-pdf ## Same as report-pdf
 
-test: demo ## Run the whole test suite (unit, parity, simulation and notebook tiers; writes the demo year first if missing)
+test: demo ## Run the whole test suite (unit, parity, simulation, notebook tiers; Spark with pip install -e ".[spark]" and java)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no demo year built (under a minute)

@@ -11,8 +11,14 @@ Likert items, then times
    (R: ``svyby`` on the raked design). R needs the whole file per domain here, so its time is
    measured on ``--r-domains`` provinces (default 1) and scaled by 63 / that number.
 
+4. the full design covariance of one linearized score across units (the overall index's
+   ``index.overall_covariance``, stage 25 and 50), national shape: strata = units = domains, a PSU per
+   respondent, post-strata nested in units; sparse route beside the dense one at a size the dense one
+   can still do (``--cov-units``, default 400 units x ~100 forms), then the national size alone
+   (3,900 units, ~400,000 forms; the dense route would need an 11.7 GiB PSU x unit matrix).
+
 Run: ``.venv/bin/python bench/bench_estimation.py`` (``--no-r`` to skip R, ``--n`` to change the
-size). Prints medians (Python: 5 runs; R: 3 runs for tasks 1-2, 1 run for task 3) and ratios, and
+size, ``--cov-only`` for task 4 alone). Prints medians (Python: 5 runs; R: 3 runs for tasks 1-2, 1 run for task 3) and ratios, and
 checks that Python's and R's estimates and SEs agree on the same file.
 """
 
@@ -85,6 +91,55 @@ def run_python(df: pd.DataFrame, margins: dict, reps: int = 5) -> tuple[dict, di
             {"p1": p1, "p3": p3, "raked": raked})
 
 
+def simulate_units(units: int, forms_per_unit: float = 103.0, seed: int = 16) -> tuple[est.SurveyDesign, np.ndarray]:
+    """National-shaped design: units as strata and domains, PSU = form, fpc, 5 post-strata per unit."""
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(units), rng.poisson(forms_per_unit - 30, units) + 30)
+    n = unit.size
+    df = pd.DataFrame({"unit": unit, "cell": rng.integers(0, 5, n), "w": rng.gamma(4.0, 2.5, n)})
+    df["N"] = np.ceil(df.groupby("unit")["w"].transform("sum")) + 1
+    design = est.SurveyDesign(df, weights="w", strata="unit", fpc="N", lonely_psu="adjust")
+    cells = df.groupby(["unit", "cell"])["w"].sum() * rng.uniform(0.9, 1.1, df.groupby(["unit", "cell"]).ngroups)
+    design = wt.poststratify(design, ["unit", "cell"], cells)
+    y = (rng.random(n) < 0.85).astype(float)
+    p = pd.Series(y * design.w).groupby(unit).sum() / pd.Series(design.w).groupby(unit).sum()
+    return design, (y - p.to_numpy()[unit])[:, None]  # the linearized share of each unit (up to 1/N_d)
+
+
+def _timed(fn, reps: int) -> tuple[float, float, object]:
+    """Median wall seconds, mean CPU seconds (this process; the machine may be shared) and the result."""
+    cpu = time.process_time()
+    wall, out = timeit(fn, reps)
+    return wall, (time.process_time() - cpu) / reps, out
+
+
+def run_covariance(units: int, reps: int) -> dict:
+    """Task 4: full covariance across units, sparse route vs dense route, then the national size."""
+    design, z = simulate_units(units)
+    full = lambda d, z_: est.total_covariance(d, z_, by="unit", full=True)[1]  # noqa: E731
+    sparse = _timed(lambda: full(design, z), reps)
+    budget, est._SPARSE_BUDGET = est._SPARSE_BUDGET, -1  # force the dense route
+    try:
+        dense = _timed(lambda: full(design, z), max(1, reps // 2))
+    finally:
+        est._SPARSE_BUDGET = budget
+    diff = np.max(np.abs(sparse[2] - dense[2])) / np.max(np.abs(np.diagonal(dense[2])))
+    national, zn = simulate_units(3900)
+    nat = _timed(lambda: full(national, zn), max(1, reps // 2))
+    return {"units": units, "n": design.n, "sparse": sparse[:2], "dense": dense[:2], "diff": diff,
+            "national_n": national.n, "national": nat[:2], "national_shape": nat[2].shape}
+
+
+def print_covariance(r: dict) -> None:
+    (sw, sc), (dw, dc), (nw, nc) = r["sparse"], r["dense"], r["national"]
+    print(f"full covariance across units ({r['units']} units, {r['n']:,} forms): sparse {sw:.3f} s ({sc:.3f} CPU-s), "
+          f"dense {dw:.3f} s ({dc:.3f} CPU-s), dense/sparse {dw / sw:.1f} (CPU {dc / sc:.1f}), "
+          f"max diff {r['diff']:.1e} of the largest variance")
+    print(f"full covariance across units, national (3,900 units, {r['national_n']:,} forms): sparse {nw:.2f} s "
+          f"({nc:.2f} CPU-s) -> {r['national_shape'][0]:,} x {r['national_shape'][1]:,}; dense route not run "
+          f"(a {r['national_n'] * 3900 * 8 / 2**30:.1f} GiB PSU x unit matrix)")
+
+
 def run_r(df: pd.DataFrame, margins: dict, r_domains: int, workdir: Path) -> dict | None:
     if shutil.which("Rscript") is None:
         print("Rscript not found: R timings skipped")
@@ -106,7 +161,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-r", action="store_true")
     ap.add_argument("--r-domains", type=int, default=1)
+    ap.add_argument("--cov-units", type=int, default=400)
+    ap.add_argument("--cov-only", action="store_true")
     args = ap.parse_args()
+
+    if args.cov_only:
+        print_covariance(run_covariance(args.cov_units, args.reps))
+        return
 
     t0 = time.perf_counter()
     df, margins = simulate(args.n)
@@ -144,6 +205,8 @@ def main() -> None:
         w_r = rr.get("raked_weight_sum")
         if w_r:
             print(f"raked weight total: python {res['raked'].w.sum():.6f}, R {w_r:.6f}")
+    print()
+    print_covariance(run_covariance(args.cov_units, args.reps))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ When it simulates the year it also knows the truth (:func:`sipas_lib.simulate.tr
 the R² of the true index on the model's covariates, the root mean squared error of each estimator against
 the truth and the coverage of each interval — the honest check that the narrower intervals still cover.
 Stages 20, 30 and 50 run in-process (``sipas_lib.stages.<stage>.run``); about a minute for the full year.
+Compare the sampling-variance options with ``-p index_ranking.small_area_variance=direct`` (default smoothed).
+
+Demo 2025 (seed 2025, 2026-11-30), communes (75 with a sample): 95 % interval 12.4 pp direct against 10.1
+model-based with smoothed variances (10.3 with each unit's own); rank-set width 75 against 75 under both;
+model-based interval coverage of the simulated truth 1.000 (smoothed) against 0.907 (direct option), RMSE
+2.24 pp against 2.57 (direct index 4.02 pp, coverage 0.880).
 """
 
 from __future__ import annotations
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     level = f"{100 * settings.level:g} %"
     print(f"demo year {args.year}, seed {args.seed}, scale {args.scale:g} in {folder}; "
           + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"covariates: {', '.join(terms)}; method {table['method'].iloc[0]}, scale {table['transform'].iloc[0]}")
+    print(f"covariates: {', '.join(terms)}; method {table['method'].iloc[0]}, scale {table['transform'].iloc[0]}, "
+          f"sampling variances {table['variance'].iloc[0]}")
     summary = widths(table).join(r_squared(paths.data_dir, args.year, truth, units, terms)).join(
         against_truth(table, truth))
     print(f"\nmedian {level} interval width (pp), median rank-set width (ranks), against the simulated truth:")

@@ -4,7 +4,8 @@ Core layer, no presentation. The dossier table can hold hundreds of millions of 
 aggregated where it lies, never loaded into pandas: the aggregation is written once as Ibis
 expressions (one scan with conditional counts, one for procedure coverage, one for overdue
 reasons) that run unchanged on DuckDB over Parquet (the default, out of core) or on Spark when one
-machine is no longer enough (:mod:`sipas_lib.dossier_engine`; ``monthly_report.engine``). The
+machine is no longer enough (:mod:`sipas_lib.dossier_engine`; setting ``common.dossier_engine``, read by
+:func:`engine_options` for every stage that aggregates dossiers). The
 report layer (:mod:`sipas_lib.admin_reports`) lays the counts out as the
 template; the stage (:mod:`sipas_lib.stages.monthly_report`) writes them as result tables.
 
@@ -39,12 +40,13 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pandas as pd
 
 from sipas_lib import dossier_engine
 from sipas_lib.config import CHANNELS, FIELDS
+from sipas_lib.settings import Settings
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -103,6 +105,19 @@ class AdminFiles:
         """Names of the files that do not exist."""
         return [p.name for p in (self.dossiers, self.procedures, self.feedback, self.apologies,
                                  self.opinions) if not p.exists()]
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """The run's engine settings as keywords of :func:`monthly_aggregates` / :func:`latest_month`.
+
+    One setting for every place that aggregates dossiers (stage 50's small-area covariates, stage 70):
+    ``common.dossier_engine`` (``duckdb`` | ``spark``) and ``common.duckdb_memory_limit`` ("" = DuckDB's default).
+
+    >>> from sipas_lib.settings import load_settings
+    >>> engine_options(load_settings(overrides=["common.duckdb_memory_limit=2GB"]))
+    {'engine': 'duckdb', 'memory_limit': '2GB'}
+    """
+    return {"engine": settings.common["dossier_engine"], "memory_limit": settings.common["duckdb_memory_limit"] or None}
 
 
 def _unit_ids(unit_ids: Iterable[str] | str | None) -> list[str] | None:

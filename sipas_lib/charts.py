@@ -404,13 +404,15 @@ def element_heatmap(elements: pd.DataFrame, *, lang: str, level: float, names: M
     vmin = max(0.0, float(finite.min()) - 5.0) if finite.size else 0.0
     im = ax.imshow(values, cmap="Greys_r", vmin=vmin, vmax=100.0, aspect="auto")
     font = 7 if rows <= 30 else 5.5
+    # the cell values sit inside the axes: left out of the layout, tight_layout and the tight crop
+    # need not measure 630 texts (126 communes × 5 elements) to find the same box
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             shade = (v - vmin) / (100.0 - vmin) if 100.0 > vmin else 1.0
             ax.text(j, i, R.fmt_num(v, 0, lang), ha="center", va="center", fontsize=font,
-                    color="black" if shade > 0.5 else "white")
+                    color="black" if shade > 0.5 else "white", in_layout=False)
         else:
-            ax.text(j, i, "–", ha="center", va="center", fontsize=font + 1, color="black")
+            ax.text(j, i, "–", ha="center", va="center", fontsize=font + 1, color="black", in_layout=False)
     element_names = element_names or {}
     ax.set_xticks(range(len(codes)), [textwrap.fill(R.shorten(element_names.get(c, c), 34), 16) for c in codes],
                   fontsize=7.5)

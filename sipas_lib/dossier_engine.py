@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # ibis is imported on first use: importing the library stays 
     import ibis.expr.types as ir
     from ibis.backends import BaseBackend
 
-#: Engines that run the aggregation (``monthly_report.engine``).
+#: Engines that run the aggregation (setting ``common.dossier_engine``).
 ENGINES = ("duckdb", "spark")
 #: Name of the partitioned dossier folder inside a year's data folder.
 DOSSIER_FOLDER = "dossiers"
@@ -184,7 +184,8 @@ def _quiet_ibis() -> Iterator[None]:
         yield
 
 
-def _parquet_files(folder: Path) -> list[Path]:
+def parquet_files(folder: Path) -> list[Path]:
+    """The Parquet files under ``folder`` (recursively, in path order), without hidden and ``_``-files (``_SUCCESS``)."""
     return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(("_", ".")))
 
 
@@ -229,7 +230,7 @@ def read_records(con: "BaseBackend", path: str | os.PathLike, required: Sequence
 
     path = Path(path)
     if path.is_dir():
-        if not _parquet_files(path):
+        if not parquet_files(path):
             raise FileNotFoundError(f"{path}: folder without Parquet files (expected {path.name}/year=YYYY/"
                                     f"month=MM/part-*.parquet, needed for {purpose})")
         # DuckDB globs the Hive folders; Spark discovers them from the root.

@@ -57,6 +57,11 @@ Speed: the estimators never build an n x (domains x variables) score matrix. PSU
 ``w y`` and ``w x`` are formed in one pass per column (``numpy.bincount``); linearized scores are
 linear in them. Calibration residuals are carried as low-rank corrections ``x - H B`` whose
 coefficients ``B`` are found in the small space of calibration cells (R's 10 raking sweeps included).
+Full covariances across domains (and variances under calibration) are formed from sparse PSU totals:
+each PSU is non-zero only in the domains of its rows and of its calibration cells, so a national year
+(400,000 forms, 3,900 units, 19,500 post-strata within units) takes seconds and ~1 GB instead of an
+11.7 GiB PSU x domain matrix; a calibration whose margins cut across all domains falls back to dense
+blocks, and raises a clear ``ValueError`` where those would not fit in memory.
 
 References
 ----------
@@ -80,6 +85,8 @@ LONELY_PSU_RULES = ("fail", "adjust", "average", "certainty", "remove")
 PROPORTION_METHODS = ("logit", "beta", "wilson", "wald")
 RESULT_COLUMNS = ("estimate", "se", "ci_low", "ci_high", "deff", "n", "n_eff", "df")
 _CHUNK_BUDGET = 20_000_000  # floats per dense block of unit totals (160 MB)
+_SPARSE_BUDGET = 80_000_000  # non-zeros of one sparse matrix of unit totals (~1 GB as CSR)
+_DENSE_BUDGET = 150_000_000  # floats of the dense unit x (domain x score) matrix of a full covariance (1.2 GB)
 _F_TINY = 1e-7  # R: a stratum whose sampling fraction is ~1 contributes no variance
 
 
@@ -438,27 +445,36 @@ def _combine(parts: list[np.ndarray], coefs: list[np.ndarray], n_units: int, Dc:
     return T.reshape(n_units, Dc * k)
 
 
-def _unit_sums_of_H(a: CalibrationAtom, unit: np.ndarray, n_units: int) -> np.ndarray:
+def _indicator(codes: np.ndarray, size: int) -> sparse.csr_matrix:
+    """(size x len(codes)) 0/1 matrix with a one at (codes[i], i): ``_indicator(c, G) @ V`` sums V's rows by group."""
+    return sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(size, len(codes)))
+
+
+def _unit_sums_of_H(a: CalibrationAtom, unit: np.ndarray, n_units: int) -> sparse.csr_matrix:
+    """Sparse (n_units x p_a) sums of the atom's H over the rows of each unit (PSU or SSU)."""
     if a.codes is not None:
-        return np.bincount(unit * a.p + a.codes, weights=a.h_factor, minlength=n_units * a.p).reshape(n_units, a.p)
-    S = sparse.csr_matrix((np.ones(len(unit)), (unit, np.arange(len(unit)))), shape=(n_units, len(unit)))
-    return (S @ a.H_matrix()).toarray()
+        m = sparse.csr_matrix((a.h_factor * np.ones(len(unit)), (unit, a.codes)), shape=(n_units, a.p))
+        m.sum_duplicates()
+        return m
+    return (_indicator(unit, n_units) @ a.H_matrix()).tocsr()
 
 
-def _cross(a: CalibrationAtom, b: CalibrationAtom) -> np.ndarray:
-    """P_a' H_b (p_a x p_b)."""
+def _cross(a: CalibrationAtom, b: CalibrationAtom) -> sparse.csr_matrix:
+    """P_a' H_b (p_a x p_b), sparse: cells nested in one another meet in few pairs."""
     if a.codes is not None and b.codes is not None:
-        return np.bincount(a.codes * b.p + b.codes, weights=a.p_factor * b.h_factor,
-                           minlength=a.p * b.p).reshape(a.p, b.p)
-    return np.asarray((a.P_matrix().T @ b.H_matrix()).todense())
+        m = sparse.csr_matrix((a.p_factor * b.h_factor * np.ones(len(a.codes)), (a.codes, b.codes)), shape=(a.p, b.p))
+        m.sum_duplicates()
+        return m
+    return (a.P_matrix().T @ b.H_matrix()).tocsr()
 
 
 def _design_cache(design: SurveyDesign) -> dict:
-    """Per-design precomputations for calibration residuals (cross products, unit sums of H)."""
+    """Per-design precomputations for calibration residuals: the atoms in program order and their sparse
+    cross products ``P_a' H_b``. The unit sums of H come lazily from :func:`_unit_sums` (sparse: a
+    national design's 400,000 PSUs x 19,500 cells would be 58 GiB dense)."""
     cache = design._cache  # type: ignore[attr-defined]
     if "atoms" in cache:
         return cache
-    st = design._structure
     atoms = [a for step in design.calibration for a in step.atoms]
     program = []
     offset = 0
@@ -469,10 +485,18 @@ def _design_cache(design: SurveyDesign) -> dict:
     cache["program"] = program
     cache["coo"] = [None if a.codes is not None else a.P_matrix().tocoo() for a in atoms]
     cache["cross"] = {(i, j): _cross(atoms[i], atoms[j]) for i in range(len(atoms)) for j in range(len(atoms))}
-    cache["SH1"] = [_unit_sums_of_H(a, st.psu, st.n_psu) for a in atoms]
-    if st.ssu is not None:
-        cache["SH2"] = [_unit_sums_of_H(a, st.ssu, st.n_ssu) for a in atoms]
     return cache
+
+
+def _unit_sums(design: SurveyDesign, stage: int) -> list[sparse.csr_matrix]:
+    """Cached sparse unit sums of every atom's H: stage 1 per PSU (n_psu x p_a), stage 2 per SSU."""
+    cache = _design_cache(design)
+    key = f"SH{stage}"
+    if key not in cache:
+        st = design._structure
+        unit, n_units = (st.psu, st.n_psu) if stage == 1 else (st.ssu, st.n_ssu)
+        cache[key] = [_unit_sums_of_H(a, unit, n_units) for a in cache["atoms"]]
+    return cache[key]
 
 
 def _calibration_coefficients(design: SurveyDesign, bases, coefs, wv: np.ndarray, dl: np.ndarray,
@@ -535,8 +559,7 @@ def _stage_cov(T: np.ndarray, group: np.ndarray, n_groups: int, n_g: np.ndarray,
     (stage-2: n_h/N_h). Returns diag (C,) or per-domain blocks (C/k, k, k) or full (C, C).
     """
     scale, centre, factor = _stage_scales(n_g, f_g, lonely, mult)
-    E = sparse.csr_matrix((np.ones(len(group)), (group, np.arange(len(group)))), shape=(n_groups, len(group)))
-    sums = E @ T
+    sums = _indicator(group, n_groups) @ T
     means = sums / n_g[:, None]
     means[~centre] = 0.0
     Tc = T - means[group]
@@ -596,23 +619,26 @@ def _sparse_stage_cov(unit: np.ndarray, unit_group: np.ndarray, n_g: np.ndarray,
 
 
 def _sparse_H(design: SurveyDesign) -> dict:
-    """Per-design sparse forms of the calibration's unit sums of H (one-hot atoms; internal cache):
-    ``SH`` (n_psu x p_a) per atom and ``ESH`` = its stratum sums (n_strata x p_a)."""
+    """Per-design sparse forms of the calibration's unit sums of H (internal cache): ``SH_sparse``
+    (n_psu x p_a) per atom and ``ESH_sparse`` = its stratum sums (n_strata x p_a)."""
     cache = _design_cache(design)
-    if "SH_sparse" not in cache:
+    if "ESH_sparse" not in cache:
         st = design._structure
-        E = sparse.csr_matrix((np.ones(st.n_psu), (st.psu_stratum, np.arange(st.n_psu))), shape=(st.n_strata, st.n_psu))
-        SH = [sparse.csr_matrix((a.h_factor, (st.psu, a.codes)), shape=(st.n_psu, a.p)) for a in cache["atoms"]]
-        for m in SH:
-            m.sum_duplicates()
-        cache["SH_sparse"] = SH
-        cache["ESH_sparse"] = [(E @ m).tocsr() for m in SH]
+        E = _indicator(st.psu_stratum, st.n_strata)
+        cache["SH_sparse"] = _unit_sums(design, 1)
+        cache["ESH_sparse"] = [(E @ m).tocsr() for m in cache["SH_sparse"]]
     return cache
 
 
-def _calibrated_diag_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarray, D: int, k: int) -> np.ndarray:
-    """``_expanded_cov(mode="diag")`` of a calibrated one-stage design whose calibration atoms are all
-    one-hot (post-strata, raking margins), without the dense PSU x domain x score matrix.
+def _calibrated_diag_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarray, D: int,
+                         k: int) -> np.ndarray | None:
+    """``_expanded_cov(mode="diag")`` of a calibrated design without the dense PSU x domain x score matrix.
+
+    First from sparse unit totals (:func:`_sparse_cov`: any design whose calibration cells nest in
+    the domains, e.g. post-strata within units; a national year's 3,900 units x 32 scores in seconds).
+    When those totals would not be sparse (a margin across the domains), a one-stage design whose
+    calibration atoms are all one-hot (post-strata, raking margins) takes the low-rank form below;
+    any other returns ``None`` (the dense route).
 
     The PSU totals are ``T = A - sum_a SH_a B_a``: ``A`` has, per PSU, non-zeros only in the domains
     of its own rows, and the calibration part has rank ``p`` (the cells). With the PSU scale ``s``
@@ -628,6 +654,9 @@ def _calibrated_diag_cov(design: SurveyDesign, bases: list, coefs: list, dom: np
     national run's 3,900 units without a 400,000 x 125,000 matrix.
     """
     st = design._structure
+    v = _sparse_cov(design, bases, coefs, dom, D, k, "diag")
+    if v is not None or st.ssu is not None or any(a.codes is None for a in _design_cache(design)["atoms"]):
+        return v
     cache = _sparse_H(design)
     SH, ESH = cache["SH_sparse"], cache["ESH_sparse"]
     scale, centre, factor = _stage_scales(st.n_h, st.f_h, design.lonely_psu, None)
@@ -675,6 +704,128 @@ def _calibrated_diag_cov(design: SurveyDesign, bases: list, coefs: list, dom: np
     return out
 
 
+def _row_scores(w: np.ndarray, bases: list, coefs: list, dom: np.ndarray, D: int, k: int) -> sparse.csr_matrix:
+    """Sparse (n x D*k) weighted scores: row i holds ``w_i sum_q coefs[q][d, j] bases[q][i, j]`` in
+    column ``d*k + j`` of its own domain ``d = dom_i`` only (rows with ``dom < 0``: empty)."""
+    inside = dom >= 0
+    every = bool(inside.all())  # the usual case: no copies of the score columns
+    d = dom if every else dom[inside]
+    x = np.zeros((d.size, k))
+    for base, coef in zip(bases, coefs):
+        x += (1.0 if base is None else (base if every else base[inside])) * coef[d]
+    x *= (w if every else w[inside])[:, None]
+    cols = d[:, None] * k + np.arange(k)
+    indptr = np.concatenate([[0], np.cumsum(np.where(inside, k, 0))])  # k entries per row in a domain
+    return sparse.csr_matrix((x.ravel(), cols.ravel(), indptr), shape=(len(dom), D * k))
+
+
+def _product_nnz_bound(a: sparse.csr_matrix, b: sparse.csr_matrix) -> int:
+    """Upper bound of the non-zeros of ``a @ b`` (scipy's own: a's column counts times b's row counts)."""
+    return int(np.bincount(a.indices, minlength=a.shape[1]) @ np.diff(b.indptr))
+
+
+def _sparse_calibration_coefficients(design: SurveyDesign, X: sparse.csr_matrix) -> list | None:
+    """:func:`_calibration_coefficients` on sparse scores ``X`` (n x C): sparse ``B_a`` (p_a x C).
+
+    With cells nested in domains (post-strata within units) ``B_a`` has the non-zeros of ``P_a' X``
+    only. ``None`` when raking sweeps would fill it in past ``_SPARSE_BUDGET`` non-zeros.
+    """
+    cache = _design_cache(design)
+    atoms, program, cross = cache["atoms"], cache["program"], cache["cross"]
+    probes = [(a.P_matrix().T @ X).tocsr() for a in atoms]
+    B = [sparse.csr_matrix(p.shape) for p in probes]
+    touched: list[int] = []
+    for ai in program:
+        probe = probes[ai]
+        for bj in touched:
+            if _product_nnz_bound(cross[(ai, bj)], B[bj]) > _SPARSE_BUDGET:
+                return None
+            probe = probe - cross[(ai, bj)] @ B[bj]
+        L = atoms[ai].L
+        b = sparse.diags(L) @ probe if L.ndim == 1 else sparse.csr_matrix((probe.T @ L.T).T)
+        B[ai] = (B[ai] + b).tocsr()
+        if ai not in touched:
+            touched.append(ai)
+    return B
+
+
+def _sparse_unit_totals(design: SurveyDesign, X: sparse.csr_matrix, B: list, stage: int) -> sparse.csr_matrix | None:
+    """Unit totals of the (calibration residual) scores, ``T = U X - sum_a SH_a B_a`` (units x C),
+    sparse; stage 1: PSUs, stage 2: SSUs. ``None`` when T would exceed ``_SPARSE_BUDGET`` non-zeros."""
+    st = design._structure
+    unit, n_units = (st.psu, st.n_psu) if stage == 1 else (st.ssu, st.n_ssu)
+    T = (_indicator(unit, n_units) @ X).tocsr()
+    SH = _unit_sums(design, stage) if B else []
+    if T.nnz + sum(_product_nnz_bound(m, b) for m, b in zip(SH, B)) > _SPARSE_BUDGET:
+        return None
+    for m, b in zip(SH, B):
+        T = T - m @ b
+    return T.tocsr()
+
+
+def _totals_cov(T: sparse.csr_matrix, group: np.ndarray, n_groups: int, n_g: np.ndarray, f_g: np.ndarray,
+                lonely: str, mult: np.ndarray | None, mode: str) -> np.ndarray:
+    """:func:`_stage_cov` of sparse unit totals ``T``: the diagonal (C,) or the full (C, C) matrix.
+
+    The units are centred at their group means as R does, ``T_u - c_h R_h / n_h`` with the group sums
+    :math:`R_h = \\sum_{u \\in h} T_u` and the centring flag ``c_h`` of ``_stage_scales``, when the
+    means stay sparse (groups nested in domains, as strata = units); otherwise, without centring,
+
+    .. math:: \\sum_h s_h \\sum_{u \\in h} (T_u - c_h R_h/n_h)(T_u - c_h R_h/n_h)^\\top
+              = T^\\top S\\,T - \\sum_h s_h c_h R_h R_h^\\top / n_h
+
+    (``c_h`` is 0 or 1), both sparse products (exact in theory, less accurate when the totals of a
+    group are nearly equal).
+    """
+    scale, centre, factor = _stage_scales(n_g, f_g, lonely, mult)
+    s = scale[group]
+    R = (_indicator(group, n_groups) @ T).tocsr()
+    keep = centre & (n_g > 0)
+    if T.nnz + int((np.diff(R.indptr) * keep)[group].sum()) <= _SPARSE_BUDGET:  # the means spread over the units
+        means = R.copy()
+        means.data /= np.repeat(np.where(keep, n_g, np.inf), np.diff(R.indptr))
+        Tc = (T - means[group]).tocsr()
+        if mode == "diag":
+            return factor * ((Tc.multiply(Tc)).T @ s)
+        return factor * (Tc.T @ (sparse.diags(s) @ Tc)).toarray()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shrink = np.where(keep, scale / n_g, 0.0)
+    if mode == "diag":
+        return factor * ((T.multiply(T)).T @ s - (R.multiply(R)).T @ shrink)
+    return factor * (T.T @ (sparse.diags(s) @ T) - R.T @ (sparse.diags(shrink) @ R)).toarray()
+
+
+def _sparse_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarray, D: int, k: int,
+                mode: str) -> np.ndarray | None:
+    """``_expanded_cov`` from sparse PSU (and SSU) totals: ``mode`` ``full`` (D*k x D*k) or ``diag`` (D, k).
+
+    Each PSU's totals are non-zero in the domains of its own rows, plus, for a calibrated design,
+    where ``SH_a B_a`` reaches (the domains its calibration cells meet): with post-strata nested in
+    units that is nothing more, so a national year (400,000 PSUs, 3,900 units) needs ~n non-zeros
+    instead of a dense 400,000 x 3,900 matrix (11.7 GiB). ``None`` when the totals would not be
+    sparse (a calibration margin across all domains): the caller falls back to the dense route.
+    """
+    st = design._structure
+    X = _row_scores(design.w, bases, coefs, dom, D, k)
+    B = []
+    if design.calibration:
+        B = _sparse_calibration_coefficients(design, X)
+        if B is None:
+            return None
+    T1 = _sparse_unit_totals(design, X, B, 1)
+    if T1 is None:
+        return None
+    v = _totals_cov(T1, st.psu_stratum, st.n_strata, st.n_h, st.f_h, design.lonely_psu, None, mode)
+    if st.ssu is not None:
+        T2 = _sparse_unit_totals(design, X, B, 2)
+        if T2 is None:
+            return None
+        f2 = (st.M_i - st.m_i) / st.M_i
+        mult = (st.n_h / st.N_h)[st.psu_stratum]
+        v = v + _totals_cov(T2, st.ssu_psu, st.n_psu, st.m_i, f2, design.lonely_psu, mult, mode)
+    return v.reshape(D, k) if mode == "diag" else v
+
+
 def _expanded_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarray, D: int,
                   mode: str = "diag", unit_parts: list | None = None):
     """Design covariance of domain totals of linearized scores.
@@ -702,9 +853,23 @@ def _expanded_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarra
             v = v + _sparse_stage_cov(st.ssu, st.ssu_psu, st.m_i, f2, design.lonely_psu, mult, rows, d, D,
                                       wr, bases, coefs, k, mode)
         return v
-    if (calibrated and mode == "diag" and unit_parts is None and st.ssu is None
-            and all(a.codes is not None for step in design.calibration for a in step.atoms)):
-        return _calibrated_diag_cov(design, bases, coefs, dom, D, k)
+    if mode == "full" and unit_parts is None:
+        if (D * k) ** 2 > _DENSE_BUDGET:
+            raise ValueError(f"a full covariance of {D} domains x {k} scores is a {D * k} x {D * k} matrix "
+                             f"({(D * k) ** 2 * 8 / 2**30:.1f} GiB); ask for diag=True or for fewer domains or scores")
+        v = _sparse_cov(design, bases, coefs, dom, D, k, "full")
+        if v is not None:
+            return v
+        if n_units * D * k > _DENSE_BUDGET:
+            raise ValueError(
+                f"the full covariance of {D} domains x {k} scores under this calibration needs a dense "
+                f"{n_units} x {D * k} matrix of unit totals ({n_units * D * k * 8 / 2**30:.1f} GiB): its margins "
+                "cut across the domains, so the totals are not sparse; ask for diag=True, fewer domains, or "
+                "calibrate on cells nested in the domains")
+    if calibrated and mode == "diag" and unit_parts is None:
+        v = _calibrated_diag_cov(design, bases, coefs, dom, D, k)
+        if v is not None:
+            return v
     if unit_parts is not None:
         chunks = [(0, D)]
     elif mode == "full":
@@ -722,7 +887,6 @@ def _expanded_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarra
         cf = [c[d0:d1] for c in coefs]
         if calibrated:
             B = _calibration_coefficients(design, bases, cf, wv, dl, Dc, k)
-            cache = _design_cache(design)
         if unit_parts is not None:
             parts = unit_parts
         else:
@@ -730,14 +894,14 @@ def _expanded_cov(design: SurveyDesign, bases: list, coefs: list, dom: np.ndarra
             parts = [_agg(key, st.n_psu * Dc, wv, b, k) for b in bases]
         T1 = _combine(parts, cf, st.n_psu, Dc, k)
         if calibrated:
-            for SH, b in zip(cache["SH1"], B):
+            for SH, b in zip(_unit_sums(design, 1), B):
                 T1 -= SH @ b
         v = _stage_cov(T1, st.psu_stratum, st.n_strata, st.n_h, st.f_h, design.lonely_psu, None, mode, k)
         if st.ssu is not None:
             key2 = st.ssu * Dc + dl
             T2 = _combine([_agg(key2, st.n_ssu * Dc, wv, b, k) for b in bases], cf, st.n_ssu, Dc, k)
             if calibrated:
-                for SH, b in zip(cache["SH2"], B):
+                for SH, b in zip(_unit_sums(design, 2), B):
                     T2 -= SH @ b
             f2 = (st.M_i - st.m_i) / st.M_i
             mult = (st.n_h / st.N_h)[st.psu_stratum]
@@ -1155,7 +1319,9 @@ def total_covariance(design: "SurveyDesign | ReplicateDesign", scores: np.ndarra
         Domain column(s). Domain d's totals use ``z * 1[row in d]``: the full design is kept.
     full
         With ``by``: return the full (D*k x D*k) covariance (domain-major: row ``d*k + j``) including
-        cross-domain terms (non-zero under calibration or when domains share PSUs).
+        cross-domain terms (non-zero under calibration or when domains share PSUs). Computed from
+        sparse PSU totals (``_sparse_cov``); ``ValueError`` when the answer or, for a calibration
+        across the domains, the dense PSU totals would exceed ``_DENSE_BUDGET`` floats.
     diag
         Return only the variances: (k,) without ``by``, (D, k) with it (fastest).
 

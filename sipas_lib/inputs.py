@@ -20,7 +20,10 @@ published number, so every file is read the same strict way:
    fractional counts. Keys must be unique (both rows are named), unit ids must be in ``units.csv``.
    The typed table is finally validated against its contract.
 3. :func:`validate_year` validates every file present (the required ones must be), then checks the
-   files against each other, and returns the warnings.
+   files against each other, and returns the warnings. Dossiers partitioned by month
+   (``dossiers/year=YYYY/month=MM/*.parquet``, a national year's hundreds of millions) are validated
+   where they lie by :func:`validate_dossier_partitions` (DuckDB; only the first bad record reaches
+   pandas, where the single file's checks name it: partition file, record, column).
 
 Error policy of :func:`validate_year`: each file stops at its first problem (later checks of a
 file often depend on earlier ones); the first problem of *every* file is collected, so a person
@@ -45,7 +48,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from sipas_lib import schemas
+from sipas_lib import dossier_engine, schemas
+from sipas_lib.dossier_engine import DOSSIER_FOLDER
 from sipas_lib.schemas.inputs import INPUT_FILES, REQUIRED_FILES
 from sipas_lib.texts import load_texts
 from sipas_lib.units import UnitsError, validate_units
@@ -58,6 +62,7 @@ __all__ = [
     "detect_separator",
     "read_input",
     "validate_year",
+    "validate_dossier_partitions",
     "parse_whole_numbers",
 ]
 
@@ -751,8 +756,9 @@ def _check_units(reader: _Reader, table: pd.DataFrame, column: str, known: pd.Se
         raise reader.error("a unit id listed in units.csv", row=row, column=column, found=found, hint=hint)
 
 
-def _check_communes(reader: _Reader, table: pd.DataFrame, units: pd.DataFrame) -> None:
-    """``commune_id`` is given exactly for ``level == 'commune'`` and names a commune of ``unit_id``."""
+def _check_communes(reader: _Reader, table: pd.DataFrame, units: pd.DataFrame | None) -> None:
+    """``commune_id`` is given exactly for ``level == 'commune'`` and names a commune of ``unit_id``
+    (the registry part skipped when ``units`` is ``None``: an unusable ``units.csv``)."""
     has = table["commune_id"].notna()
     commune_level = table["level"] == "commune"
     off = commune_level & ~has
@@ -763,6 +769,8 @@ def _check_communes(reader: _Reader, table: pd.DataFrame, units: pd.DataFrame) -
         row = _first(off)
         raise reader.error("an empty cell where level is 'unit'", row=row, column="commune_id",
                            found=table.at[row, "commune_id"], hint="or set level to 'commune'")
+    if units is None:
+        return
     _check_units(reader, table, "commune_id", units["unit_id"])
     # through categories: a few hundred communes, looked up once each instead of once per record
     communes = table["commune_id"].astype("category")
@@ -874,18 +882,40 @@ def _read_raw(reader: _Reader, personal: bool) -> pd.DataFrame:
         present = list(table.columns)
         stored = {}
     else:
-        _check_file(reader.path)
-        import pyarrow as pa_arrow
-        import pyarrow.parquet as pq
-
+        stored = _parquet_schema(reader.path)
+        present = list(stored)
+        table = None
+    _check_columns(reader, present)
+    if reader.parquet:
+        # columns not read (personal data) are checked from the Parquet schema; the others by their readers
+        _check_stored_types(reader, {n: t for n, t in stored.items() if n not in wanted}, kinds=("text",))
         try:
-            arrow_schema = pq.read_schema(reader.path)
-        except Exception as exc:  # pyarrow raises several types for a broken file
+            table = pd.read_parquet(reader.path, columns=[c for c in wanted if c in present])
+        except Exception as exc:
             raise InputError(reader.path, "a Parquet file",
                              problem=f"not a valid Parquet file ({type(exc).__name__}: {exc})") from None
-        present = list(arrow_schema.names)
-        stored = {f.name: f.type for f in arrow_schema}
-        table = None
+        table.index = pd.RangeIndex(1, len(table) + 1, name="record")
+    if table.empty:
+        raise InputError(reader.path, "one row per record", row=2 if not reader.parquet else None,
+                         problem="has a header row but no records" if not reader.parquet else "has no records")
+    return table[[c for c in wanted if c in table.columns]]
+
+
+def _parquet_schema(path: Path) -> dict:
+    """Column name -> Arrow type of a Parquet file, read from its footer (no rows are read)."""
+    import pyarrow.parquet as pq
+
+    _check_file(path)
+    try:
+        return {f.name: f.type for f in pq.read_schema(path)}
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise InputError(path, "a Parquet file",
+                         problem=f"not a valid Parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_columns(reader: _Reader, present: Sequence[str]) -> None:
+    """Every required column of the contract is ``present`` (names compared exactly); others are warned about."""
+    contract = reader.contract
     required = [c for c, col in contract.schema.columns.items() if col.required]
     missing = [c for c in required if c not in present]
     if missing:
@@ -898,24 +928,40 @@ def _read_raw(reader: _Reader, personal: bool) -> pd.DataFrame:
     extra = [c for c in present if c not in contract.columns]
     if extra:
         reader.warn(f"column(s) {', '.join(repr(c) for c in extra)} are not part of the contract and were not read")
-    if reader.parquet:
-        for name in contract.columns:
-            if name in stored and name not in wanted and _kind(contract.schema.columns[name]) == "text":
-                kind = stored[name]
-                if not (pa_arrow.types.is_string(kind) or pa_arrow.types.is_large_string(kind)
-                        or pa_arrow.types.is_null(kind) or pa_arrow.types.is_dictionary(kind)):
-                    raise InputError(reader.path, "text", column=name,
-                                     problem=f"expected text, but the column is stored as {kind}")
-        try:
-            table = pd.read_parquet(reader.path, columns=[c for c in wanted if c in present])
-        except Exception as exc:
-            raise InputError(reader.path, "a Parquet file",
-                             problem=f"not a valid Parquet file ({type(exc).__name__}: {exc})") from None
-        table.index = pd.RangeIndex(1, len(table) + 1, name="record")
-    if table.empty:
-        raise InputError(reader.path, "one row per record", row=2 if not reader.parquet else None,
-                         problem="has a header row but no records" if not reader.parquet else "has no records")
-    return table[[c for c in wanted if c in table.columns]]
+
+
+def _stored_as(kind: str, arrow_type, nullable: bool) -> bool:
+    """Whether a Parquet column of ``arrow_type`` can hold the contract kind ``kind`` (an all-empty column
+    of Arrow type ``null`` only where values may be missing)."""
+    import pyarrow as pa_arrow
+
+    t = pa_arrow.types
+    if t.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if t.is_null(arrow_type):
+        return nullable or kind == "text"  # an all-blank text column is refused later, naming its first record
+    return {"text": t.is_string(arrow_type) or t.is_large_string(arrow_type),
+            "date": t.is_timestamp(arrow_type) or t.is_date(arrow_type),
+            "whole": t.is_integer(arrow_type),
+            "decimal": t.is_integer(arrow_type) or t.is_floating(arrow_type),
+            "flag": t.is_boolean(arrow_type)}[kind]
+
+
+_KIND_WORDS = {"text": "text", "date": "a Parquet date or timestamp", "whole": "whole numbers (an integer type)",
+               "decimal": "numbers", "flag": "True/False (boolean)"}
+
+
+def _check_stored_types(reader: _Reader, stored: dict, kinds: Sequence[str] = tuple(_KIND_WORDS)) -> None:
+    """The Parquet schema's type of each contract column in ``stored`` (name -> Arrow type) fits its kind."""
+    for name, arrow_type in stored.items():
+        column = reader.contract.schema.columns.get(name)
+        if column is None or _kind(column) not in kinds:
+            continue
+        if not _stored_as(_kind(column), arrow_type, column.nullable):
+            words, expected = _KIND_WORDS[_kind(column)], _expected(name, column)
+            raise InputError(reader.path, words, column=name,
+                             problem=f"expected {words}{'' if expected == words else f' ({expected})'}, but the "
+                                     f"column is stored as {arrow_type}")
 
 
 _BACKSTOPS: dict[str, pa.DataFrameSchema] = {}
@@ -1059,6 +1105,217 @@ def _lower_first(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Dossiers partitioned by month: validated where they lie (DuckDB), never loaded into pandas
+# --------------------------------------------------------------------------------------------
+
+#: A partition file's place under ``dossiers/`` (:func:`sipas_lib.dossier_engine.write_month_partitions`).
+_PARTITION_PATH = re.compile(r"year=(?P<year>[0-9]{4})/month=(?P<month>[0-9]{1,2})/[^/]+\.parquet")
+_PARTITION_KEYS = ("year", "month")
+
+
+def _partition_files(folder: Path, year: int | None, warnings: list[str]) -> dict[Path, tuple[int, int]]:
+    """Each Parquet file of the partitioned folder with its ``(year, month)`` keys, in path order.
+
+    Raises
+    ------
+    InputError
+        No Parquet file; a file outside ``year=YYYY/month=MM/``; a month key outside 1–12; with
+        ``year``: no partition of that year.
+    """
+    files = dossier_engine.parquet_files(folder)
+    shape = f"{folder.name}/year=YYYY/month=MM/part-*.parquet (month 01–12, the month the dossiers were received)"
+    if not files:
+        raise InputError(folder, shape, problem=f"folder without Parquet files; expected {shape}")
+    keys = {}
+    for path in files:
+        match = _PARTITION_PATH.fullmatch(path.relative_to(folder).as_posix())
+        if match is None or not 1 <= int(match["month"]) <= 12:
+            raise InputError(path, shape, problem=f"is not in a month folder; expected {shape}",
+                             hint="write the dossiers with sipas_lib.dossier_engine.write_month_partitions")
+        keys[path] = (int(match["year"]), int(match["month"]))
+    years = {y for y, _ in keys.values()}
+    if year is not None and int(year) not in years:
+        raise InputError(folder, f"dossiers received in {year}", problem=f"has no partition year={year} (found "
+                         f"{', '.join(f'year={y}' for y in sorted(years))}); expected the dossiers of the survey year "
+                         f"{year} in {folder.name}/year={year}/month=MM/")
+    later = sorted(y for y in years if year is not None and y > int(year))
+    if later:
+        warnings.append(f"{folder}: partitions of {', '.join(map(str, later))} hold dossiers received after {year}; "
+                        "no report of this year counts them")
+    return keys
+
+
+def _sql_text(name: str) -> str:
+    return f'CAST("{name}" AS VARCHAR)'
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + ")"
+
+
+def _dossier_problems_sql(contract: schemas.TableContract, with_units: bool) -> str:
+    """SQL condition true for a dossier that breaks a rule of :func:`_check_record` (row-local rules only)."""
+    rules = []
+    for name, column in contract.schema.columns.items():
+        value = _sql_text(name) if _kind(column) == "text" else f'"{name}"'
+        if not column.nullable:
+            rules.append(f"{value} IS NULL")
+        if _allowed(column) is not None:
+            rules.append(f"{value} NOT IN {_sql_list(_allowed(column))}")
+    if with_units:
+        rules += ["unit_id NOT IN (SELECT unit_id FROM known_units)",
+                  "commune_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM known_units k "
+                  "WHERE k.unit_id = commune_id AND k.parent_id IS NOT DISTINCT FROM d.unit_id)"]
+    rules += ["(level = 'commune') <> (commune_id IS NOT NULL)",
+              "due_on < received_on", "resolved_on < received_on",
+              "(status = 'pending') = (resolved_on IS NOT NULL)",
+              "status <> 'pending' AND (resolved_on <= due_on) <> (status = 'on_time')",
+              'year(received_on) <> "year" OR month(received_on) <> "month"']
+    return " OR ".join(f"({r})" for r in rules)
+
+
+def _check_record(reader: _Reader, record: pd.DataFrame, units: pd.DataFrame | None, keys: tuple[int, int]) -> None:
+    """Raise the problem of one dossier (a one-row table indexed by its record number) that broke a rule.
+
+    The rules are those of a single ``dossiers.parquet`` (:func:`_check_units`, :func:`_check_communes`,
+    :func:`_check_dossiers`) except that codes must be stored as codes (a label is not mapped: the
+    engines compare codes), plus the partition's own: the day received is in the folder's month."""
+    row = int(record.index[0])
+    for name, column in reader.contract.schema.columns.items():
+        value = record.at[row, name]
+        if _is_blank(value) and not column.nullable:
+            raise reader.error(_expected(name, column), row=row, column=name, found=None)
+        allowed = _allowed(column)
+        if allowed is not None and not _is_blank(value) and value not in allowed:
+            raise reader.error(_expected(name, column), row=row, column=name, found=value,
+                               hint="codes are listed in docs/CONTRACTS.md; a partitioned table is read as stored")
+    received = record.at[row, "received_on"]
+    if (received.year, received.month) != keys:
+        raise reader.error(f"a day received in {keys[1]:02d}/{keys[0]} (the partition's folder "
+                           f"year={keys[0]}/month={keys[1]:02d})", row=row, column="received_on",
+                           found=f"{received:%Y-%m-%d}", hint="move the record to its month's folder")
+    if units is not None:
+        _check_units(reader, record, "unit_id", units["unit_id"])
+    _check_communes(reader, record, units)
+    _check_dossiers(reader, record)
+
+
+def _first_repeated_id(db, files: str, folder: Path) -> tuple[str, list[tuple[str, int]]] | None:
+    """A dossier id held by two records of the partitioned table, and the first two (file, record), or None.
+
+    The year-wide check counts distinct 64-bit hashes of the ids (a hash table of integers, far cheaper
+    than one of strings over hundreds of millions of rows); only when it finds fewer hashes than rows are
+    the repeated ids looked up exactly (a hash collision alone would not be reported)."""
+    rows, hashes = db.execute(f"SELECT count(*), count(DISTINCT hash(dossier_id)) FROM {files}").fetchone()
+    if rows == hashes:
+        return None
+    repeated = db.execute(f"""
+        WITH h AS (SELECT hash(dossier_id) AS h FROM {files} GROUP BY 1 HAVING count(*) > 1),
+             ids AS (SELECT dossier_id FROM {files} WHERE hash(dossier_id) IN (SELECT h FROM h)
+                     GROUP BY 1 HAVING count(*) > 1)
+        SELECT filename, file_row_number + 1, dossier_id FROM {files}
+        WHERE dossier_id = (SELECT min(dossier_id) FROM ids)
+        ORDER BY filename, file_row_number LIMIT 2""").fetchall()
+    if len(repeated) < 2:
+        return None
+    return str(repeated[0][2]), [(Path(f), int(r)) for f, r, _ in repeated]
+
+
+def validate_dossier_partitions(folder: str | os.PathLike, units: pd.DataFrame | None = None, *,
+                                year: int | None = None, memory_limit: str | None = None) -> list[str]:
+    """Validate dossiers partitioned by month (``dossiers/year=YYYY/month=MM/*.parquet``) without loading them.
+
+    A national year holds hundreds of millions of dossiers, so the checks of a single
+    ``dossiers.parquet`` (:func:`read_input`) are run where the files lie: the footers are read with
+    pyarrow, the rows are scanned by DuckDB (out of core, ``memory_limit``), and only the first record
+    that breaks a rule is brought into pandas, where the same checks as for one file name its problem.
+
+    1. Layout: every file is ``year=YYYY/month=MM/<name>.parquet`` with a month 01–12; with ``year``,
+       a partition of that year exists (later years are warned about: no report of the year counts them).
+    2. Each file's schema: the contract's columns (no ``year``/``month`` columns, which would clash with
+       the folder keys), each stored with a type of its kind (text, date, …).
+    3. Each record: required values present; codes among the contract's (stored as codes, never labels);
+       ``unit_id`` (and ``commune_id``, a commune of that unit) in ``units``; dates in order and the
+       status agreeing with them; ``received_on`` in the folder's year and month.
+    4. ``dossier_id`` once in the whole table (both records are named).
+
+    Parameters
+    ----------
+    folder
+        The partitioned table's root (``<year folder>/dossiers``).
+    units
+        The year's registry (``read_input(data_dir, "units")``); ``None`` skips the unit checks (a broken
+        ``units.csv`` is reported on its own).
+    year
+        The survey year, when known.
+    memory_limit
+        DuckDB's memory limit for the scan (setting ``common.duckdb_memory_limit``; ``None``: DuckDB's default).
+
+    Returns
+    -------
+    list of str
+        Warnings (columns outside the contract, partitions after ``year``).
+
+    Raises
+    ------
+    InputError
+        The first problem, naming the partition file, its record (1-based, as in the file), the column
+        and what was expected.
+    """
+    folder = Path(folder)
+    contract = schemas.contract(INPUT_FILES["dossiers"])
+    warnings: list[str] = []
+    keys = _partition_files(folder, year, warnings)
+    for path in keys:
+        reader = _Reader(path, contract, True, [])
+        stored = _parquet_schema(path)
+        clash = [k for k in _PARTITION_KEYS if k in stored]
+        if clash:
+            raise reader.error("no column named year or month", column=clash[0],
+                               problem=f"has a column {clash[0]!r}, which would clash with the folder's key "
+                                       f"{clash[0]}=…; drop it (the folders say the month)")
+        _check_columns(reader, list(stored))
+        _check_stored_types(reader, stored)
+        if reader.warnings and not any("not part of the contract" in w for w in warnings):
+            warnings.append(reader.warnings[0] + " (the first partition file with such columns)")
+    names = list(contract.columns)
+    listing = _sql_list(str(p) for p in keys)
+    files = (f"read_parquet([{listing[1:-1]}], filename = true, file_row_number = true, hive_partitioning = true, "
+             "union_by_name = true)")
+    with dossier_engine.connect("duckdb", memory_limit=memory_limit) as backend:
+        db = backend.con
+        if units is not None:
+            db.register("known_units", pd.DataFrame({"unit_id": units["unit_id"].astype(str),
+                                                     "parent_id": units["parent_id"].astype("string")}))
+        selected = ", ".join(f'"{n}"' for n in names)
+        as_text = ", ".join(f'{_sql_text(n)} AS "{n}"' for n in names if _kind(contract.schema.columns[n]) == "text")
+        bad = db.execute(f"""
+            SELECT filename, file_row_number + 1 AS record, {selected}
+            FROM (SELECT * REPLACE ({as_text}) FROM {files}) d
+            WHERE {_dossier_problems_sql(contract, units is not None)}
+            ORDER BY filename, file_row_number LIMIT 1""").fetch_df()
+        if len(bad):
+            path = Path(bad.at[0, "filename"])
+            record = bad.drop(columns=["filename", "record"]).set_axis(pd.Index([int(bad.at[0, "record"])],
+                                                                                  name="record"))
+            for name in names:
+                if _kind(contract.schema.columns[name]) == "date":
+                    record[name] = pd.to_datetime(record[name])
+            reader = _Reader(path, contract, True, [])
+            _check_record(reader, record, units, keys[path])
+            raise reader.error("a dossier that follows the contract (docs/CONTRACTS.md)", row=int(record.index[0]))
+        repeated = _first_repeated_id(db, files, folder)
+    if repeated is not None:
+        dossier_id, ((first_file, first_row), (path, row)) = repeated
+        where = f"record {first_row}" + ("" if first_file == path else f" of {first_file}")
+        raise _Reader(path, contract, True, []).error(
+            "each dossier_id once", row=row, column="dossier_id",
+            problem=f"repeats {where}: both have dossier_id {dossier_id!r}; each dossier_id may appear only once "
+                    "in the year's partitions (a chunk written twice?)")
+    return warnings
+
+
+# --------------------------------------------------------------------------------------------
 # A whole year
 # --------------------------------------------------------------------------------------------
 
@@ -1086,7 +1343,8 @@ def _cross_check(data_dir: Path, tables: dict[str, pd.DataFrame], warnings: list
     return errors
 
 
-def validate_year(data_dir: str | os.PathLike, *, names: Iterable[str] | None = None) -> list[str]:
+def validate_year(data_dir: str | os.PathLike, *, names: Iterable[str] | None = None, year: int | None = None,
+                  memory_limit: str | None = None) -> list[str]:
     """Validate every input file of a year before any stage runs.
 
     Parameters
@@ -1097,7 +1355,12 @@ def validate_year(data_dir: str | os.PathLike, *, names: Iterable[str] | None = 
     names
         Files to validate (default: every input file; the required ones —
         :data:`sipas_lib.schemas.inputs.REQUIRED_FILES` — must exist, the others are validated
-        when present).
+        when present). The dossiers may be partitioned by month instead (``dossiers/year=YYYY/month=MM/``,
+        :func:`validate_dossier_partitions`, never loaded into pandas).
+    year
+        The survey year: the partitioned dossiers must have a partition of it (optional).
+    memory_limit
+        DuckDB's memory limit while the partitioned dossiers are scanned (``common.duckdb_memory_limit``).
 
     Returns
     -------
@@ -1122,6 +1385,18 @@ def validate_year(data_dir: str | os.PathLike, *, names: Iterable[str] | None = 
     ordered = ["units", *[n for n in names if n != "units"]]
     for name in ordered:
         path = _path(data_dir, name)
+        partitioned = data_dir / DOSSIER_FOLDER
+        if name == "dossiers" and partitioned.is_dir():
+            try:
+                if path.exists():
+                    raise InputError(partitioned, f"the dossiers once: {path.name} or {DOSSIER_FOLDER}/",
+                                     problem=f"{path.name} is there too; keep one of them (which one counts cannot "
+                                             "be guessed)")
+                warnings.extend(validate_dossier_partitions(partitioned, tables.get("units"), year=year,
+                                                            memory_limit=memory_limit))
+            except InputError as exc:
+                errors.append(exc)
+            continue
         if not path.exists():
             if name in REQUIRED_FILES:
                 errors.append(InputError(path, schemas.contract(INPUT_FILES[name]).description,

@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import os
 import re
 import unicodedata
@@ -126,6 +127,11 @@ __all__ = [
     "FIELD_LABELS",
     "DEFAULT_FILES",
     "REPORT_LABELS",
+    "parse_date_texts",
+    "safe_value_descriptions",
+    "spread_to_rows",
+    "normalize_label",
+    "is_in",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -329,11 +335,34 @@ def _coded(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return _normalize_codes(codes.astype(np.int32), np.asarray(uniques, dtype=object))
 
 
+def is_in(values: pd.Series | np.ndarray, allowed: pd.Series | np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is among ``allowed``: ``Series.isin`` through Arrow's hash lookup.
+
+    pandas' ``isin`` on a string column turns every allowed value into an Arrow scalar in Python
+    (about 4 s for 600,000 form ids); ``pyarrow.compute.is_in`` hashes them in C (about 0.2 s).
+    Missing matches missing, as in pandas. Columns that are not text take pandas' ``isin``.
+
+    Examples
+    --------
+    >>> is_in(pd.Series(["1000160", "1000178", None]), pd.Series(["1000178", None])).tolist()
+    [False, True, True]
+    """
+    left, right = pd.Series(values), pd.Series(allowed)
+    if not (pd.api.types.is_string_dtype(left) and pd.api.types.is_string_dtype(right)):
+        return left.isin(right).to_numpy(dtype=bool)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    left_a = pa.array(left, from_pandas=True).cast(pa.large_string())
+    right_a = pa.array(right, from_pandas=True).cast(pa.large_string())
+    return pc.is_in(left_a, value_set=right_a).to_numpy(zero_copy_only=False)
+
+
 def _categorical(codes: np.ndarray, values: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(values, dtype=object).astype("str"))
 
 
-def _spread(per_value: np.ndarray, codes: np.ndarray, fill: object) -> np.ndarray:
+def spread_to_rows(per_value: np.ndarray, codes: np.ndarray, fill: object) -> np.ndarray:
     """Values per row from values per distinct value (``fill`` where the cell is missing)."""
     per_value = np.asarray(per_value)
     out = np.empty(len(per_value) + 1, dtype=per_value.dtype)
@@ -355,17 +384,17 @@ class _Coded:
     fill: object
 
     def take(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return _spread(self.values, self.codes[rows], self.fill)
+        return spread_to_rows(self.values, self.codes[rows], self.fill)
 
     def present(self) -> np.ndarray:
         """Rows whose typed value is not missing."""
-        return _spread(~pd.isna(self.values), self.codes, False)
+        return spread_to_rows(~pd.isna(self.values), self.codes, False)
 
     def hashes(self, rows: np.ndarray) -> np.ndarray:
         """64-bit hash of each row's value (equal values hash equally in every file)."""
         per_value = pd.util.hash_array(pd.Series(self.values).to_numpy()) if len(self.values) else \
             np.zeros(0, dtype=np.uint64)
-        return _spread(per_value, self.codes[rows], np.uint64(0))
+        return spread_to_rows(per_value, self.codes[rows], np.uint64(0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,7 +416,7 @@ VALUE_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _value_kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def safe_value_descriptions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each distinct value: ``shown`` (the value quoted, or ``""``), its kind in English and Vietnamese.
 
     A value is shown only when it cannot identify a person: a short number (``'7'``, ``'3.5'``),
@@ -424,7 +453,7 @@ def _value_kinds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _example(values: pd.Series | np.ndarray) -> str:
     """One offending value for a file-level message: the value if harmless, else its kind."""
     first = np.asarray([str(np.asarray(values, dtype=object)[0])], dtype=object)
-    return _value_kinds(first)[1][0]
+    return safe_value_descriptions(first)[1][0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,15 +478,15 @@ def _norm_values(s: pd.Series) -> pd.Series:
     return t
 
 
-def _norm_key(text: str) -> str:
+def normalize_label(text: str) -> str:
     """Scalar version of :func:`_norm_values`."""
     t = unicodedata.normalize("NFC", str(text)).casefold()
     return re.sub(r"\s+", " ", re.sub(r"[\-–—,/;_.()]", " ", t)).strip()
 
 
 def _norm_array(values: np.ndarray) -> np.ndarray:
-    """:func:`_norm_key` over distinct values (object array)."""
-    return np.array([_norm_key(v) for v in values], dtype=object)
+    """:func:`normalize_label` over distinct values (object array)."""
+    return np.array([normalize_label(v) for v in values], dtype=object)
 
 
 #: Group separators in the headers of form-tool exports: ODK Central writes ``E1-c01``,
@@ -648,17 +677,10 @@ def _read_xlsx(path: Path, sheet: str | int | None, header_row: int | None,
     it are skipped). Answer cells that hold a formula whose value was never calculated and saved
     raise :class:`IntakeError` naming the cells: they are not blank answers.
     """
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
-        raise IntakeError(f"{path}: not a valid .xlsx file ({type(exc).__name__}: {exc}); open it in Excel "
-                          "and save it again as 'Excel Workbook (.xlsx)' or as 'CSV UTF-8'") from exc
+    wb = _Workbook(path)
     lookup = _header_lookup(column_map)
     try:
-        names = wb.sheetnames
+        names = wb.names
         if sheet is None:
             candidates = list(range(len(names)))
         elif isinstance(sheet, int):
@@ -671,7 +693,7 @@ def _read_xlsx(path: Path, sheet: str | int | None, header_row: int | None,
             candidates = [names.index(sheet)]
         best = None  # (score, -sheet position, -row, sheet position, header row)
         for k in candidates:
-            top = list(wb.worksheets[k].iter_rows(max_row=_HEADER_SEARCH_ROWS, values_only=True))
+            top = wb.rows(k, _HEADER_SEARCH_ROWS)
             if header_row:
                 score = _header_score(top[header_row - 1], lookup) if len(top) >= header_row else 0
                 found = (score, -k, -header_row, k, header_row)
@@ -685,9 +707,8 @@ def _read_xlsx(path: Path, sheet: str | int | None, header_row: int | None,
         head_row = best[4] if best[0] >= _MIN_HEADER_HITS or header_row else (header_row or 1)
         if best[0] < _MIN_HEADER_HITS and sheet is None and not header_row:
             position = 0  # nothing looks like a header: read the first sheet from row 1, the column check says why
-        ws = wb.worksheets[position]
-        rows = list(ws.iter_rows(min_row=head_row, values_only=True))
-        title = ws.title
+        rows = wb.rows(position)[head_row - 1:]
+        title = names[position]
     finally:
         wb.close()
     if not rows or all(all(v is None for v in r) for r in rows):
@@ -702,6 +723,66 @@ def _read_xlsx(path: Path, sheet: str | int | None, header_row: int | None,
     known = [j for j, c in zip(keep, cols) if normalize_header(c) in lookup]
     _check_formulas(path, title, head_row, known, body)
     return table, np.arange(head_row + 1, head_row + 1 + len(body), dtype=np.int64), title, head_row
+
+
+class _Workbook:
+    """The sheets of an ``.xlsx`` read-only: names, and rows from cell A1 with each cell as openpyxl reads it.
+
+    Read with calamine (Rust): ~20x faster than openpyxl's read-only mode (~0.1 s against ~1.9 s
+    for 3,000 rows x 30 columns). Its cells are mapped to openpyxl's values so that every later
+    step sees the same cells: an empty cell (``""``) is ``None``, a whole number an ``int``
+    (calamine gives every number as a float; beyond 2**53, where a spreadsheet holds no exact whole
+    number, it stays a float), a date cell a ``datetime`` at midnight. A workbook
+    with error cells (``#N/A``, which calamine reads as empty, openpyxl as the text that intake
+    reports) is read with openpyxl.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from openpyxl.utils.exceptions import InvalidFileException
+        from python_calamine import CalamineError, CalamineWorkbook
+
+        try:
+            if _has_error_cells(path):
+                from openpyxl import load_workbook
+
+                self._openpyxl = load_workbook(path, read_only=True, data_only=True)
+                self.names = self._openpyxl.sheetnames
+            else:
+                self._openpyxl = None
+                self._calamine = CalamineWorkbook.from_path(str(path))
+                self._sheets: dict = {}
+                self.names = self._calamine.sheet_names
+        except (CalamineError, zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
+            raise IntakeError(f"{path}: not a valid .xlsx file ({type(exc).__name__}: {exc}); open it in Excel "
+                              "and save it again as 'Excel Workbook (.xlsx)' or as 'CSV UTF-8'") from exc
+
+    def rows(self, position: int, nrows: int | None = None) -> list[tuple]:
+        """The first ``nrows`` rows (all without it) of the sheet at ``position``."""
+        if self._openpyxl is not None:
+            return list(self._openpyxl.worksheets[position].iter_rows(max_row=nrows, values_only=True))
+        if position not in self._sheets:  # calamine parses a whole sheet when it is opened: once
+            self._sheets[position] = self._calamine.get_sheet_by_index(position)
+        rows = self._sheets[position].to_python(skip_empty_area=False, nrows=nrows)
+        return [tuple(_OPENPYXL_CELL.get(type(v), _same)(v) for v in row) for row in rows]
+
+    def close(self) -> None:
+        (self._openpyxl or self._calamine).close()
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _whole_as_int(value: float) -> float | int:
+    return int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
+
+
+#: calamine cell type -> the conversion to the value openpyxl reads for the same cell.
+_OPENPYXL_CELL = {
+    str: lambda v: v if v != "" else None,
+    float: _whole_as_int,
+    datetime.date: lambda v: datetime.datetime(v.year, v.month, v.day),
+}
 
 
 def _check_formulas(path: Path, title: str, head_row: int, known: Sequence[int], body: Sequence[tuple]) -> None:
@@ -744,6 +825,22 @@ def _has_formula_cells(path: Path) -> bool:
     second, formula-mode pass of openpyxl over the whole sheet (~30 s) when no cell has a formula,
     as in every workbook exported from a survey tool; a workbook with formulas gets the full check.
     """
+    return _sheets_match(path, _FORMULA_TAG)
+
+
+#: An error cell of a worksheet part (``<c ... t="e">``: ``#N/A``, ``#DIV/0!``, ...).
+_ERROR_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c\s[^>]*\bt=[\"']e[\"']")
+
+
+def _has_error_cells(path: Path) -> bool:
+    """True when some worksheet of the workbook holds an error cell (``#N/A``): a scan as :func:`_has_formula_cells`."""
+    return _sheets_match(path, _ERROR_CELL)
+
+
+def _sheets_match(path: Path, pattern: re.Pattern) -> bool:
+    """True when ``pattern`` occurs in a worksheet part of the zipped workbook (read in 1 MiB chunks)."""
+    if not zipfile.is_zipfile(path):
+        return False  # not a workbook: the reader says so
     with zipfile.ZipFile(path) as book:
         for name in book.namelist():
             if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
@@ -751,9 +848,9 @@ def _has_formula_cells(path: Path) -> bool:
             with book.open(name) as part:
                 tail = b""
                 while chunk := part.read(1 << 20):
-                    if _FORMULA_TAG.search(tail + chunk):
+                    if pattern.search(tail + chunk):
                         return True
-                    tail = chunk[-32:]  # a tag cut between two chunks
+                    tail = chunk[-256:]  # a tag cut between two chunks
     return False
 
 
@@ -879,7 +976,7 @@ def _code_labels(values: Mapping) -> dict[str, float]:
     for code, lab in values.items():
         labs = lab.values() if isinstance(lab, dict) else [lab]
         for text in labs:
-            out[_norm_key(str(text))] = float(code)
+            out[normalize_label(str(text))] = float(code)
     return out
 
 
@@ -896,17 +993,35 @@ def _parse_codes(values: np.ndarray, labels: Mapping[str, float]) -> tuple[np.nd
 _SLASH_DATE = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})")
 
 
-def _parse_dates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def parse_date_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct date texts -> (dates, ambiguous mask).
 
     Read: ISO dates (``2025-10-14``, also with a time), day-first ``dd/mm/yyyy`` ``dd-mm-yyyy``
     ``dd.mm.yyyy`` (the Vietnamese convention) and Excel serial day numbers. When the values
     (one file's) include month-first dates (``10/25/2025``: the second part above 12), the file
     mixes conventions: a date whose day and month are both ≤ 12 and differ (``05/06/2025``)
-    cannot be read with certainty and is marked ambiguous (its date is left missing).
+    cannot be read with certainty and is marked ambiguous (its date is left missing). Words are
+    never dates (``"today"``, ``"now"``: pandas would read them as the clock's date).
+
+    Parameters
+    ----------
+    values
+        Distinct cell texts of one file's date column (object array).
+
+    Returns
+    -------
+    dates, ambiguous
+        ``datetime64[ns]`` per value (NaT where not a date or ambiguous) and the ambiguous mask.
+
+    Examples
+    --------
+    >>> dates, ambiguous = parse_date_texts(np.array(["14/10/2025", "2025-10-14", "45944", "today"], dtype=object))
+    >>> [str(d)[:10] for d in dates], ambiguous.tolist()
+    (['2025-10-14', '2025-10-14', '2025-10-14', 'NaT'], [False, False, False, False])
     """
     text = pd.Series(values, dtype=object)
-    iso = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    # pandas reads the words "today" and "now" as the clock's date: an ISO date starts with its year.
+    iso = pd.to_datetime(text.where(text.astype(str).str.match(r"\s*\d")), format="ISO8601", errors="coerce")
     parts = text.str.fullmatch(_SLASH_DATE.pattern)
     pieces = text.str.extract(_SLASH_DATE.pattern).astype(float)
     first, second, year = pieces[0], pieces[1], pieces[2]
@@ -1037,8 +1152,11 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     total = np.zeros(n_read, dtype=bool)
     for c in ("form_id", "unit_id", "field", "channel", *unknown):
         codes, values = cols[c] if c in cols else _coded(raw[c])
-        is_total = np.isin(_norm_array(values), list(TOTAL_LABELS))
-        total |= _spread(is_total, codes, False)
+        # a total label has letters: the 400,000 digit-only form ids of a national year are not normalized
+        has_letter = pd.Series(values, dtype=object).str.contains(r"[^\W\d_]").fillna(False).to_numpy(dtype=bool)
+        is_total = np.zeros(len(values), dtype=bool)
+        is_total[has_letter] = np.isin(_norm_array(values[has_letter]), list(TOTAL_LABELS))
+        total |= spread_to_rows(is_total, codes, False)
     ignore_rule = np.where(total, "total_row",
                            np.where(no_answer & (cols["form_id"][0] < 0), "no_form_id_no_answers", None))
     ignore = ignore_rule != None  # noqa: E711  (element-wise on an object array)
@@ -1061,12 +1179,14 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     # Form id
     fid_codes, fid_values = cols["form_id"]
     fid_problem_values = form_id_problems(pd.Series(fid_values, dtype=object)).to_numpy(dtype=object)
-    fid_rule = _spread(fid_problem_values, fid_codes, "form_id_missing")
-    fid_shown_v, fid_kind_en, fid_kind_vi = _value_kinds(fid_values)
+    fid_rule = spread_to_rows(fid_problem_values, fid_codes, "form_id_missing")
     # in the form id column, 6 or 10 digits is the shape of a form id (the 10-digit format looks like a
-    # mobile number): shown, so the paper form can be found
+    # mobile number): shown, so the paper form can be found; only the other values are described
     id_shaped = pd.Series(fid_values, dtype=object).str.fullmatch(r"\d{6}|\d{10}").fillna(False).to_numpy(dtype=bool)
     quoted = np.array([f"'{v}'" for v in fid_values[id_shaped]], dtype=object)
+    fid_shown_v, fid_kind_en, fid_kind_vi = (np.empty(len(fid_values), dtype=object) for _ in range(3))
+    fid_shown_v[~id_shaped], fid_kind_en[~id_shaped], fid_kind_vi[~id_shaped] = \
+        safe_value_descriptions(fid_values[~id_shaped])
     fid_shown_v[id_shaped], fid_kind_en[id_shaped], fid_kind_vi[id_shaped] = quoted, quoted, quoted
     typed["form_id"] = _Coded(fid_codes, fid_values, None)
 
@@ -1080,13 +1200,13 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     keys = keys[~keys.index.duplicated()]
     u_codes, u_values = cols["unit_id"]
     uid_of_value = pd.Series(_norm_array(u_values), dtype=object).map(keys).to_numpy(dtype=object)
-    uid = pd.Series(_spread(uid_of_value, u_codes, None), dtype=object)
+    uid = pd.Series(spread_to_rows(uid_of_value, u_codes, None), dtype=object)
     unit_missing = u_codes < 0
     unit_unknown = ~unit_missing & uid.isna().to_numpy()
     utype = uid.map(units.set_index("unit_id")["unit_type"])
     ucode = uid.map(units.set_index("unit_id")["code"].astype(float)).to_numpy(dtype=float)
-    u_shown_v, u_kind_en, u_kind_vi = _value_kinds(u_values)
-    raw_unit_shown = _spread(np.where(u_shown_v != "", u_values, "(unit not shown)"), u_codes, "(missing)")
+    u_shown_v, u_kind_en, u_kind_vi = safe_value_descriptions(u_values)
+    raw_unit_shown = spread_to_rows(np.where(u_shown_v != "", u_values, "(unit not shown)"), u_codes, "(missing)")
     unit_shown = np.where(uid.notna(), uid.to_numpy(dtype=object), raw_unit_shown)
     typed["unit_id"] = _Coded(u_codes, uid_of_value, None)
 
@@ -1126,14 +1246,14 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     valid_value = fid_problem_values == None  # noqa: E711
     if valid_value.any():
         code_of_value[valid_value] = unit_code_of(fid_values[valid_value])
-    code_in_id = _spread(code_of_value, fid_codes, np.nan)
+    code_in_id = spread_to_rows(code_of_value, fid_codes, np.nan)
     id_unit = fid_ok & uid.notna().to_numpy() & (code_in_id != ucode)
 
     not_issued = np.zeros(n, dtype=bool)
     if sample is not None:
         issued = set(sample["form_id"].astype("string").str.strip().dropna())
         issued_value = np.array([v in issued for v in fid_values], dtype=bool)
-        not_issued = fid_ok & ~_spread(issued_value, fid_codes, False)
+        not_issued = fid_ok & ~spread_to_rows(issued_value, fid_codes, False)
 
     # Items: parsed once per distinct value, spread to the rows; stored as float32 (codes 1-5 are exact)
     scale_labels = {}
@@ -1150,9 +1270,9 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         codes, values = cols[col]
         val, unreadable = _parse_codes(values, scale_labels)
         lo, hi = int(lows[col]), int(highs[col])
-        n_unreadable = int(_spread(unreadable, codes, False).sum())
+        n_unreadable = int(spread_to_rows(unreadable, codes, False).sum())
         if n_unreadable >= _MIN_VALUES_FOR_COLUMN_ERROR and n_unreadable == int((codes >= 0).sum()):
-            bad_rows = _spread(unreadable, codes, False)
+            bad_rows = spread_to_rows(unreadable, codes, False)
             f, r = _where_first(bad_rows, source_file, source_row)
             raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, col)}: no value in this column "
                               f"is an answer code (e.g. {_example(values[unreadable])}); expected whole numbers "
@@ -1161,7 +1281,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         not_whole = ~unreadable & ~out_range & (val != np.floor(val))
         bad_value = unreadable | out_range | not_whole
         en, vi = _value_messages(values, unreadable, out_range, col, lo, hi)
-        bad_rows = _spread(bad_value, codes, False)
+        bad_rows = spread_to_rows(bad_value, codes, False)
         first_bad = bad_rows & ~item_bad
         item_col[first_bad] = col
         item_msg[first_bad] = en[codes[first_bad]]
@@ -1181,9 +1301,9 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         allowed_codes = demo_table.loc[col, "values"]
         codes, values = cols[col]
         val, unreadable = _parse_codes(values, _code_labels(allowed_codes))
-        n_unreadable = int(_spread(unreadable, codes, False).sum())
+        n_unreadable = int(spread_to_rows(unreadable, codes, False).sum())
         if n_unreadable >= _MIN_VALUES_FOR_COLUMN_ERROR and n_unreadable == int((codes >= 0).sum()):
-            f, r = _where_first(_spread(unreadable, codes, False), source_file, source_row)
+            f, r = _where_first(spread_to_rows(unreadable, codes, False), source_file, source_row)
             raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, col)}: no value in this column "
                               f"is a code (e.g. {_example(values[unreadable])}); expected one of "
                               f"{sorted(allowed_codes)} or empty")
@@ -1191,7 +1311,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         bad_value = unreadable | outside
         allowed_txt = ", ".join(str(v) for v in sorted(allowed_codes))
         en, vi = _value_messages(values, unreadable, outside, col, None, None, allowed_txt)
-        bad_rows = _spread(bad_value, codes, False)
+        bad_rows = spread_to_rows(bad_value, codes, False)
         first_bad = bad_rows & ~demo_bad
         demo_col[first_bad] = col
         demo_msg[first_bad] = en[codes[first_bad]]
@@ -1204,26 +1324,28 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     typed["education_other"] = _Coded(*cols["education_other"], None)
 
     # Channel (survey mode) and field
-    chan_keys = {**{_norm_key(k): v for k, v in CHANNEL_LABELS.items()}, **{_norm_key(m): m for m in SURVEY_MODES}}
+    chan_keys = {**{normalize_label(k): v for k, v in CHANNEL_LABELS.items()},
+                 **{normalize_label(m): m for m in SURVEY_MODES}}
     c_codes, c_values = cols["channel"]
     chan_of_value = pd.Series(_norm_array(c_values), dtype=object).map(chan_keys).to_numpy(dtype=object)
-    chan = _spread(chan_of_value, c_codes, None)
+    chan = spread_to_rows(chan_of_value, c_codes, None)
     chan_bad = pd.isna(chan)
-    c_shown, c_kind_en, c_kind_vi = _value_kinds(c_values)
+    c_shown, c_kind_en, c_kind_vi = safe_value_descriptions(c_values)
     typed["channel"] = _Coded(c_codes, chan_of_value, None)
-    field_keys = {**{_norm_key(k): v for k, v in FIELD_LABELS.items()}, **{_norm_key(m): m for m in FIELDS}}
+    field_keys = {**{normalize_label(k): v for k, v in FIELD_LABELS.items()},
+                  **{normalize_label(m): m for m in FIELDS}}
     f_codes, f_values = cols["field"]
     field_of_value = pd.Series(_norm_array(f_values), dtype=object).map(field_keys).to_numpy(dtype=object)
-    fld = _spread(field_of_value, f_codes, None)
+    fld = spread_to_rows(field_of_value, f_codes, None)
     field_bad = (f_codes >= 0) & pd.isna(fld)
-    f_shown, f_kind_en, f_kind_vi = _value_kinds(f_values)
+    f_shown, f_kind_en, f_kind_vi = safe_value_descriptions(f_values)
     typed["field"] = _Coded(f_codes, field_of_value, None)
 
     # Survey date: unreadable -> quarantine; outside the year or ambiguous -> a problem of the date only
     d_codes, d_values = cols["survey_date"]
-    date_of_value, ambiguous_value = _parse_dates(d_values)
+    date_of_value, ambiguous_value = parse_date_texts(d_values)
     unreadable_value = np.isnat(date_of_value) & ~ambiguous_value
-    date_bad = _spread(unreadable_value, d_codes, False)
+    date_bad = spread_to_rows(unreadable_value, d_codes, False)
     if date_bad.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and date_bad.sum() == (d_codes >= 0).sum():
         f, r = _where_first(date_bad, source_file, source_row)
         raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, 'survey_date')}: none of the "
@@ -1235,7 +1357,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         outside_value = ~np.isnat(date_of_value) & (years != int(year))
     typed["survey_date"] = _Coded(d_codes, np.where(outside_value, np.datetime64("NaT"), date_of_value)
                                   .astype("datetime64[ns]"), np.datetime64("NaT"))
-    d_shown, d_kind_en, d_kind_vi = _value_kinds(d_values)
+    d_shown, d_kind_en, d_kind_vi = safe_value_descriptions(d_values)
 
     # Fieldwork columns of the integrity screening. A return date that cannot be read (or is ambiguous) is
     # left empty and listed in date_problems, the answers kept; a collection point is a code (post office,
@@ -1247,8 +1369,8 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
                                for v in p_values], dtype=bool)
     typed["collection_point"] = _Coded(p_codes, np.where(looks_personal, None, p_values), None)
     rd_codes, rd_values = cols["return_date"]
-    return_of_value, _ = _parse_dates(rd_values)
-    return_bad = _spread(np.isnat(return_of_value), rd_codes, False)
+    return_of_value, _ = parse_date_texts(rd_values)
+    return_bad = spread_to_rows(np.isnat(return_of_value), rd_codes, False)
     if return_bad.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and return_bad.sum() == (rd_codes >= 0).sum():
         f, r = _where_first(return_bad, source_file, source_row)
         raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, 'return_date')}: none of the "
@@ -1256,7 +1378,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
                           f"{_example(rd_values[np.isnat(return_of_value)])}); expected dates like 2025-10-14 or "
                           "14/10/2025")
     typed["return_date"] = _Coded(rd_codes, return_of_value.astype("datetime64[ns]"), np.datetime64("NaT"))
-    rd_shown, rd_kind_en, rd_kind_vi = _value_kinds(rd_values)
+    rd_shown, rd_kind_en, rd_kind_vi = safe_value_descriptions(rd_values)
     # the enumerator, by a normalized name (case, spacing, NFC) that is turned into a code in _finalize
     e_codes, e_values = cols["enumerator_name"]
     typed["enumerator_key"] = _Coded(e_codes, _norm_array(e_values), None)
@@ -1269,19 +1391,19 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
 
     # Reviewers' decision (form-tool exports): rejected -> quarantined, flagged -> accepted and noted
     r_codes, r_values = cols["review_state"]
-    review_keys = {_norm_key(k): v for k, v in REVIEW_STATES.items()}
+    review_keys = {normalize_label(k): v for k, v in REVIEW_STATES.items()}
     decision_of_value = pd.Series(_norm_array(r_values), dtype=object).map(review_keys).to_numpy(dtype=object)
     unknown_value = pd.isna(decision_of_value)
-    review_unknown = _spread(unknown_value, r_codes, False)
+    review_unknown = spread_to_rows(unknown_value, r_codes, False)
     if review_unknown.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and review_unknown.sum() == (r_codes >= 0).sum():
         f, r = _where_first(review_unknown, source_file, source_row)
         raise IntakeError(f"{full_path or f}: row {r}, column {_header_name(headers, 'review_state')}: no value "
                           f"in this column is a review state (e.g. {_example(r_values[unknown_value])}); expected ODK "
                           "Central's received, hasIssues, edited, approved, rejected or KoboToolbox's validation "
                           "statuses (approved, not approved, on hold), or empty")
-    review_rejected = _spread(decision_of_value == "rejected", r_codes, False)
-    review_flagged = _spread(decision_of_value == "flagged", r_codes, False)
-    r_shown, r_kind_en, r_kind_vi = _value_kinds(r_values)
+    review_rejected = spread_to_rows(decision_of_value == "rejected", r_codes, False)
+    review_flagged = spread_to_rows(decision_of_value == "flagged", r_codes, False)
+    r_shown, r_kind_en, r_kind_vi = safe_value_descriptions(r_values)
     # a known review state is the tool's vocabulary, never personal: quoted; an unknown one by its kind
     r_shown = np.where(unknown_value, r_shown, np.array([f"'{v}'" for v in r_values], dtype=object))
 
@@ -1293,7 +1415,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     def shown_or_kind(shown, kind, codes, sep=" "):
         per_value = np.where(shown != "", np.char.add(sep, shown.astype(str)), np.char.add(" (", np.char.add(
             kind.astype(str), ")"))) if len(shown) else shown
-        return lambda rows: _spread(per_value, codes, "")[rows]
+        return lambda rows: spread_to_rows(per_value, codes, "")[rows]
 
     fid_txt = shown_or_kind(fid_shown_v, fid_kind_en, fid_codes)
     fid_txt_vi = shown_or_kind(fid_shown_v, fid_kind_vi, fid_codes)
@@ -1314,7 +1436,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     utype_s = lambda rows: pd.Series(utype_obj[rows], dtype=object).fillna("").astype(str).to_numpy(dtype=object)  # noqa: E731
     form_s = lambda rows: pd.Series(form_obj[rows], dtype=object).fillna("(none)").astype(str).to_numpy(dtype=object)  # noqa: E731
     code_s = np.array(["" if np.isnan(v) else str(int(v)) for v in code_of_value], dtype=object)
-    code_txt = lambda rows: _spread(code_s, fid_codes, "")[rows]  # noqa: E731
+    code_txt = lambda rows: spread_to_rows(code_s, fid_codes, "")[rows]  # noqa: E731
     ucode_s = lambda rows: np.array(["" if np.isnan(v) else str(int(v)) for v in ucode[rows]], dtype=object)  # noqa: E731
     more = lambda rows: np.where(n_bad_items[rows] > 1, np.char.add(np.char.add(" (+", (n_bad_items[rows] - 1).astype(str)), " more)"), "")  # noqa: E731
     checks = [
@@ -1388,14 +1510,14 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
                         if flagged.any() else ""))
 
     # Date problems of records that are otherwise fine or not: the record keeps its answers
-    outside_rows = _spread(outside_value, d_codes, False)
-    ambiguous_rows = _spread(ambiguous_value, d_codes, False)
+    outside_rows = spread_to_rows(outside_value, d_codes, False)
+    ambiguous_rows = spread_to_rows(ambiguous_value, d_codes, False)
     problem = outside_rows | ambiguous_rows
     rows = np.flatnonzero(problem)
     date_rule = np.where(outside_rows[rows], "date_outside_year", "date_ambiguous")
     date_problems = pd.DataFrame({
         "source_file": source_file.to_numpy(dtype=object)[rows], "source_row": source_row[rows],
-        "form_id": _spread(np.where(fid_shown_v != "", fid_values, ""), fid_codes, "")[rows],
+        "form_id": spread_to_rows(np.where(fid_shown_v != "", fid_values, ""), fid_codes, "")[rows],
         "unit_id": unit_shown[rows], "rule": date_rule,
         "reason": np.where(outside_rows[rows], "survey date" + date_txt(rows) + f" is not in {year}; date left missing",
                            "survey date" + date_txt(rows) + " is ambiguous (day and month both ≤ 12 in a file that "
@@ -1410,7 +1532,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
         return_txt_vi = shown_or_kind(rd_shown, rd_kind_vi, rd_codes)(rows)
         date_problems = pd.concat([date_problems, pd.DataFrame({
             "source_file": source_file.to_numpy(dtype=object)[rows], "source_row": source_row[rows],
-            "form_id": _spread(np.where(fid_shown_v != "", fid_values, ""), fid_codes, "")[rows],
+            "form_id": spread_to_rows(np.where(fid_shown_v != "", fid_values, ""), fid_codes, "")[rows],
             "unit_id": unit_shown[rows], "rule": "return_date_unreadable",
             "reason": "return date" + return_txt + " cannot be read (or day and month are ambiguous); date left missing",
             "reason_vi": "ngày thu phiếu" + return_txt_vi + " không đọc được (hoặc không rõ ngày/tháng); bỏ trống ngày",
@@ -1428,7 +1550,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
     # a rejected submission (or one of unknown review state) is not a copy: a corrected re-submission stays
     return _Checked(typed=typed, n=n, form_id_ok=fid_ok & ~review_rejected & ~review_unknown, rule=rule,
                     column=column, reason=reason, reason_vi=reason_vi,
-                    form_id_shown=_spread(np.where(fid_shown_v != "", fid_values, ""), fid_codes, ""),
+                    form_id_shown=spread_to_rows(np.where(fid_shown_v != "", fid_values, ""), fid_codes, ""),
                     unit_shown=unit_shown, item_codes=item_codes, notes=notes, ignored=ignored,
                     date_problems=date_problems, source=source)
 
@@ -1436,7 +1558,7 @@ def _check_records(raw: pd.DataFrame, units: pd.DataFrame, instrument: Instrumen
 def _value_messages(values: np.ndarray, unreadable: np.ndarray, outside: np.ndarray, col: str,
                     lo: int | None, hi: int | None, allowed_txt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reason per distinct wrong value of a coded column, by kind; the value is shown only if harmless."""
-    shown, kind_en, kind_vi = _value_kinds(values)
+    shown, kind_en, kind_vi = safe_value_descriptions(values)
     expected = f"a whole number {lo}-{hi}" if allowed_txt is None else f"one of {allowed_txt}"
     expected_vi = f"số nguyên {lo}-{hi}" if allowed_txt is None else f"một trong {allowed_txt}"
     en = np.empty(len(values), dtype=object)
@@ -1825,15 +1947,9 @@ def response_rates(sample: pd.DataFrame, accepted: pd.DataFrame, by: Sequence[st
         raise ValueError(f"response_rates: sample has no column(s) {missing}; it has {list(sample.columns)}")
 
     def came_back(records: pd.DataFrame | pd.Series) -> pd.Series:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         ids = records["form_id"] if isinstance(records, pd.DataFrame) else records
         back = pd.unique(ids.astype("string").str.strip().dropna().to_numpy(dtype=object))
-        # Arrow's hash lookup: Series.isin on strings takes ~4 s for 500,000 issued ids, this ~0.3 s
-        found = pc.is_in(pa.array(issued["form_id"].to_numpy(dtype=object), type=pa.string()),
-                         value_set=pa.array(back, type=pa.string()))
-        return pd.Series(found.to_numpy(zero_copy_only=False), index=issued.index, name="form_id")
+        return pd.Series(is_in(issued["form_id"], back), index=issued.index, name="form_id")
 
     issued["returned"] = came_back(accepted)
     agg = {"issued": ("form_id", "size"), "returned": ("returned", "sum")}

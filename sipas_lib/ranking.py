@@ -59,7 +59,9 @@ __all__ = [
     "estimated_ranks",
 ]
 
-_CHUNK_ELEMENTS = 4_000_000  # bootstrap draws x pairs processed at once (memory ~32 MB)
+#: Bootstrap draws x pairs processed at once: 2 MB of float64, reused, so a block stays in the CPU cache and
+#: memory is O(chunk) whatever the number of units (4M-element blocks spent as long on fresh pages as on arithmetic).
+_CHUNK_ELEMENTS = 262_144
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,13 +193,16 @@ def _simultaneous_rejections(theta, sigma, level, stepdown, n_boot, seed) -> np.
     add = np.where(active, 0.0, -np.inf)  # 0 while active, -inf once rejected
     reject = np.zeros((p, p), dtype=bool)
     chunk = max(1, _CHUNK_ELEMENTS // (p * p))
+    buffer = np.empty((min(chunk, n_boot), p, p))
 
     def block_max(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mx = np.empty(draws.size)
         arg = np.empty(draws.size, dtype=np.int64)
         for s0 in range(0, draws.size, chunk):
             zc = z[draws[s0:s0 + chunk]]
-            d = (zc[:, :, None] - zc[:, None, :]) * inv  # d[r, j, k] = (Z_j - Z_k) / sd_jk
+            d = buffer[:zc.shape[0]]
+            np.subtract(zc[:, :, None], zc[:, None, :], out=d)
+            d *= inv  # d[r, j, k] = (Z_j - Z_k) / sd_jk
             d += add
             flat = d.reshape(zc.shape[0], p * p)
             a = flat.argmax(axis=1)
@@ -254,9 +259,7 @@ def _marginal_rejections(theta, sigma, level, stepdown, n_boot, seed) -> tuple[n
             mx[s0:s0 + step] = vals[np.arange(a.size), a]
         return mx, arg
 
-    rr, ii = np.meshgrid(np.arange(n_boot), np.arange(p), indexing="ij")
-    mx, arg = fam_max(rr.ravel(), ii.ravel())
-    mx, arg = mx.reshape(n_boot, p), arg.reshape(n_boot, p)
+    mx, arg = _all_families_max(z, inv, add)
     rejected = np.zeros((p, 2 * p), dtype=bool)
     while True:
         q = np.quantile(mx, level, axis=0)  # one critical value per family
@@ -274,6 +277,35 @@ def _marginal_rejections(theta, sigma, level, stepdown, n_boot, seed) -> tuple[n
             mx[redo_r, redo_i] = m2
             arg[redo_r, redo_i] = a2
     return rejected[:, :p], rejected[:, p:]
+
+
+def _all_families_max(z: np.ndarray, inv: np.ndarray, add: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First step of the marginal tests: max and argmax of every family i for every draw r.
+
+    Family i's entries are ``(Z_i - Z_k)/sd_ik + add[i, k]`` then ``-(Z_i - Z_k)/sd_ik + add[i, p + k]``;
+    computed from the (draws, p, p) block of differences in cache-sized chunks (no gathers), the
+    argmax is the first maximum of the concatenation, exactly as ``fam_max`` returns it.
+    """
+    n_boot, p = z.shape
+    chunk = max(1, _CHUNK_ELEMENTS // (p * p))
+    up, down = np.empty((min(chunk, n_boot), p, p)), np.empty((min(chunk, n_boot), p, p))
+    mx, arg = np.empty((n_boot, p)), np.empty((n_boot, p), dtype=np.int64)
+    for s0 in range(0, n_boot, chunk):
+        zc = z[s0:s0 + chunk]
+        m = zc.shape[0]
+        d, e = up[:m], down[:m]
+        np.subtract(zc[:, :, None], zc[:, None, :], out=d)
+        d *= inv  # d[r, i, k] = (Z_i - Z_k) / sd_ik
+        np.negative(d, out=e)
+        d += add[:, :p]
+        e += add[:, p:]
+        a1, a2 = d.argmax(axis=2), e.argmax(axis=2)
+        m1 = np.take_along_axis(d, a1[:, :, None], axis=2)[:, :, 0]
+        m2 = np.take_along_axis(e, a2[:, :, None], axis=2)[:, :, 0]
+        second = m2 > m1  # on a tie the first half wins, as argmax over the concatenation does
+        mx[s0:s0 + m] = np.where(second, m2, m1)
+        arg[s0:s0 + m] = np.where(second, a2 + p, a1)
+    return mx, arg
 
 
 def pairwise_rejections(
@@ -388,9 +420,16 @@ def rank_confidence_sets(
     >>> out[["unit", "rank", "rank_ci_low", "rank_ci_high"]].to_numpy().tolist()
     [['S01', 1, 1, 1], ['S02', 2, 2, 2], ['S03', 3, 3, 3]]
     """
+    return _rank_sets(estimates, cov, se, level, simultaneous, stepdown, n_boot, seed, labels, higher_is_better)[0]
+
+
+def _rank_sets(estimates, cov, se, level, simultaneous, stepdown, n_boot, seed, labels,
+               higher_is_better) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`rank_confidence_sets` and, for simultaneous sets, the rejection matrix behind them."""
     level = _check_level(level)
     theta, sigma, idx = _prepare(estimates, cov, se, labels, higher_is_better)
     p = theta.size
+    rej = None
     if simultaneous:
         rej = _simultaneous_rejections(theta, sigma, level, stepdown, n_boot, seed)
         n_better = rej.sum(axis=0)  # k significantly better than j: H_kj rejected
@@ -414,7 +453,7 @@ def rank_confidence_sets(
             "set_type": "simultaneous" if simultaneous else "marginal",
             "conf_level": level,
         }
-    )
+    ), rej
 
 
 def tied_pairs(
@@ -445,11 +484,13 @@ def tied_pairs(
         estimates, cov, se=se, level=level, stepdown=stepdown, n_boot=n_boot, seed=seed,
         labels=labels, higher_is_better=higher_is_better,
     )
-    r = rej.to_numpy()
-    idx = rej.index
-    p = len(idx)
-    j, k = np.nonzero(~np.eye(p, dtype=bool))
-    relation = np.where(r[j, k], "better", np.where(r[k, j], "worse", "tied"))
+    return _pairs_frame(rej.to_numpy(), rej.index)
+
+
+def _pairs_frame(reject: np.ndarray, idx: pd.Index) -> pd.DataFrame:
+    """``unit, other, relation`` for every ordered pair, from ``reject[j, k]`` = j significantly better than k."""
+    j, k = np.nonzero(~np.eye(len(idx), dtype=bool))
+    relation = np.where(reject[j, k], "better", np.where(reject[k, j], "worse", "tied"))
     return pd.DataFrame({"unit": idx[j], "other": idx[k], "relation": relation})
 
 
@@ -715,7 +756,8 @@ def rank_table(
     rank_unpublishable: bool = False,
     n_boot: int = 10_000,
     seed: int | np.random.Generator | None = None,
-) -> pd.DataFrame:
+    pairs: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """League table with rank confidence sets, one ranking per group (e.g. departments, districts).
 
     For each group in ``by``: estimated rank, simultaneous and marginal confidence sets for the
@@ -726,8 +768,13 @@ def rank_table(
     unit id, e.g. :func:`sipas_lib.index.overall_covariance`) replaces the diagonal covariance
     built from ``se`` when the design makes unit estimates dependent.
 
+    Each group is ranked on its own, with its own block of ``cov`` and the same ``seed``: a group's
+    rows are the ones :func:`rank_table` gives for that group alone (an integer ``seed``).
+
     Returns the ``ranks.parquet`` table described in the module docstring, sorted by group and
-    rank (unranked units last).
+    rank (unranked units last); with ``pairs=True`` also the better/worse/tied verdict of every
+    ordered pair of ranked units of a group (``by`` when given, ``unit, other, relation``: the
+    :func:`tied_pairs` table), from the same rejections as the simultaneous sets.
     """
     need = [unit, estimate, se] + ([n] if n else []) + ([by] if by else [])
     missing = [c for c in need if c not in df.columns]
@@ -742,21 +789,22 @@ def rank_table(
     int_cols = ["rank", "rank_ci_low", "rank_ci_high", "n_better", "n_worse", "n_tied",
                 "rank_ci_low_marginal", "rank_ci_high_marginal", "n_units", "k_top"]
     groups = [(None, work)] if by is None else list(work.groupby(by, sort=True))
-    out = []
+    out, verdicts = [], []
     for key, g in groups:
+        key = key[0] if isinstance(key, tuple) else key
         r = g[ranked_mask.loc[g.index]].reset_index(drop=True)
         p = len(r)
         res = pd.DataFrame({unit: r[unit].to_numpy(), "estimate": r[estimate].to_numpy(float), "se": r[se].to_numpy(float)})
         if p >= 2:
             est = pd.Series(res["estimate"].to_numpy(), index=res[unit].to_numpy())
             kw = dict(level=level, n_boot=n_boot, seed=seed)
-            if cov is not None:
-                c = cov.loc[est.index, est.index]
-                sim = rank_confidence_sets(est, c, **kw)
-                mar = rank_confidence_sets(est, c, simultaneous=False, **kw)
-            else:
-                sim = rank_confidence_sets(est, se=res["se"].to_numpy(), **kw)
-                mar = rank_confidence_sets(est, se=res["se"].to_numpy(), simultaneous=False, **kw)
+            spread = dict(cov=cov.loc[est.index, est.index], se=None) if cov is not None else \
+                dict(cov=None, se=res["se"].to_numpy())
+            sim, reject = _rank_sets(est, **spread, simultaneous=True, stepdown=True, labels=None,
+                                     higher_is_better=True, **kw)
+            mar = rank_confidence_sets(est, **spread, simultaneous=False, **kw)
+            if pairs:
+                verdicts.append(_pairs_frame(reject, pd.Index(sim["unit"])).assign(**({by: key} if by else {})))
             for col in ("rank", "rank_ci_low", "rank_ci_high", "n_better", "n_worse", "n_tied"):
                 res[col] = sim[col].to_numpy()
             res["rank_ci_low_marginal"] = mar["rank_ci_low"].to_numpy()
@@ -784,7 +832,7 @@ def rank_table(
             res = pd.concat([res, pd.DataFrame({unit: rest[unit].to_numpy(), "estimate": rest[estimate].to_numpy(float),
                                                 "se": rest[se].to_numpy(float)})], ignore_index=True)
         if by is not None:
-            res.insert(1, by, key[0] if isinstance(key, tuple) else key)
+            res.insert(1, by, key)
         out.append(res)
     table = pd.concat(out, ignore_index=True)
     for col in int_cols:
@@ -800,4 +848,9 @@ def rank_table(
     table["publishable"] = table[unit].map(meta["publishable"]).astype(bool).to_numpy()
     table["conf_level"] = level
     sort = ([by] if by else []) + ["rank", unit]
-    return table.sort_values(sort, kind="stable", na_position="last").reset_index(drop=True)
+    table = table.sort_values(sort, kind="stable", na_position="last").reset_index(drop=True)
+    if not pairs:
+        return table
+    columns = ([by] if by else []) + ["unit", "other", "relation"]
+    verdict = pd.concat(verdicts, ignore_index=True) if verdicts else pd.DataFrame(columns=columns)
+    return table, verdict[columns]

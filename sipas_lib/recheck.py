@@ -72,8 +72,8 @@ from sipas_lib.estimation import wilson_bounds
 from sipas_lib.inputs import InputError
 from sipas_lib.instrument import Instrument, load_instrument
 from sipas_lib.intake import (
-    _MIN_VALUES_FOR_COLUMN_ERROR, QUARANTINE_COLUMNS, IntakeError, _code_labels, _norm_array, _norm_key,
-    _parse_codes, _parse_dates, _spread, _value_kinds, form_id_problems, read_table,
+    _MIN_VALUES_FOR_COLUMN_ERROR, QUARANTINE_COLUMNS, IntakeError, _code_labels, _norm_array, normalize_label,
+    _parse_codes, parse_date_texts, spread_to_rows, safe_value_descriptions, form_id_problems, read_table,
 )
 from sipas_lib.reliability.agreement import KAPPA_WEIGHTS, cohen_kappa
 from sipas_lib.schemas.integrity import OUTCOMES, REACHED_OUTCOMES, RECHECK_CONTACT_COLUMNS, RECHECKERS
@@ -163,15 +163,15 @@ def _shown(column: pd.Series, *, issued: pd.Index | None = None) -> tuple[np.nda
     """
     cats = column.cat.categories.to_numpy(dtype=object)
     codes = column.cat.codes.to_numpy()
-    shown, kind_en, kind_vi = _value_kinds(cats)
+    shown, kind_en, kind_vi = safe_value_descriptions(cats)
     if issued is not None:
         known = pd.Index(cats).isin(issued)
         kind_en[~known & (shown != "")] = _TEXTS["form_id_not_shown"]["en"]
         kind_vi[~known & (shown != "")] = _TEXTS["form_id_not_shown"]["vi"]
         quoted = np.array([f"'{v}'" for v in cats[known]], dtype=object)
         kind_en[known], kind_vi[known] = quoted, quoted
-    return (_spread(kind_en, codes, _TEXTS["empty_value"]["en"]),
-            _spread(kind_vi, codes, _TEXTS["empty_value"]["vi"]))
+    return (spread_to_rows(kind_en, codes, _TEXTS["empty_value"]["en"]),
+            spread_to_rows(kind_vi, codes, _TEXTS["empty_value"]["vi"]))
 
 
 def _scale(criteria: Sequence[str], instrument: Instrument | None) -> tuple[int, int, dict[str, float]]:
@@ -312,10 +312,10 @@ def read_recheck(path: str | os.PathLike, sample: pd.DataFrame, responses: pd.Da
 
     # Who re-checked and the outcome: codes or labels, any letter case
     def coded(column: str, labels: Mapping[str, str], codes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        lookup = {**{_norm_key(k): v for k, v in labels.items()}, **{_norm_key(c): c for c in codes}}
+        lookup = {**{normalize_label(k): v for k, v in labels.items()}, **{normalize_label(c): c for c in codes}}
         cats = raw[column].cat.categories.to_numpy(dtype=object)
         per_value = pd.Series(_norm_array(cats), dtype=object).map(lookup).to_numpy(dtype=object)
-        value = _spread(per_value, raw[column].cat.codes.to_numpy(), None)
+        value = spread_to_rows(per_value, raw[column].cat.codes.to_numpy(), None)
         bad = pd.isna(value)
         _column_error(path, rows, column, bad, raw[column].notna().to_numpy(), raw[column],
                       "one of " + ", ".join(codes))
@@ -326,8 +326,8 @@ def read_recheck(path: str | os.PathLike, sample: pd.DataFrame, responses: pd.Da
 
     # Re-check date
     date_cats = raw["recheck_date"].cat.categories.to_numpy(dtype=object)
-    dates, _ = _parse_dates(date_cats)  # an ambiguous day/month comes back missing: not readable with certainty
-    recheck_date = pd.Series(_spread(dates, raw["recheck_date"].cat.codes.to_numpy(), np.datetime64("NaT")))
+    dates, _ = parse_date_texts(date_cats)  # an ambiguous day/month comes back missing: not readable with certainty
+    recheck_date = pd.Series(spread_to_rows(dates, raw["recheck_date"].cat.codes.to_numpy(), np.datetime64("NaT")))
     date_bad = recheck_date.isna().to_numpy()
     _column_error(path, rows, "recheck_date", date_bad, raw["recheck_date"].notna().to_numpy(), raw["recheck_date"],
                   "a date (2025-11-03 or 03/11/2025)")
@@ -343,13 +343,13 @@ def read_recheck(path: str | os.PathLike, sample: pd.DataFrame, responses: pd.Da
         codes = raw[c].cat.codes.to_numpy()
         number, unreadable = _parse_codes(cats, answer_labels)
         wrong = unreadable | (number < lo) | (number > hi) | (number != np.floor(number))
-        bad = _spread(wrong, codes, False)
-        _column_error(path, rows, c, _spread(unreadable, codes, False), codes >= 0, raw[c],
+        bad = spread_to_rows(wrong, codes, False)
+        _column_error(path, rows, c, spread_to_rows(unreadable, codes, False), codes >= 0, raw[c],
                       f"an answer {lo}-{hi}")
         answer_col[bad & (answer_col == "")] = c
         answered_col[(codes >= 0) & (answered_col == "")] = c
         answer_bad |= bad
-        answers[c] = _spread(np.where(wrong, np.nan, number), codes, np.nan).astype(float)
+        answers[c] = spread_to_rows(np.where(wrong, np.nan, number), codes, np.nan).astype(float)
     unreached = (outcome == "unreachable") & (answered_col != "")
 
     # First rule broken, its column and the value shown in the reason

@@ -51,7 +51,6 @@ import pandas as pd
 from scipy import stats
 
 from sipas_lib import config, formids
-from sipas_lib.texts import load_texts
 
 ALLOCATION_METHODS = ("equal", "proportional", "neyman", "power")
 SELECTION_METHODS = ("systematic", "srs", "pps")
@@ -82,7 +81,6 @@ __all__ = [
     "achieved_distribution",
     "design_summary",
     "write_mailing_list",
-    "REPORT_LABELS",
 ]
 
 
@@ -1303,11 +1301,3 @@ def write_mailing_list(
     path = folder / filename
     out.to_csv(path, index=False, encoding="utf-8-sig")
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Report texts of notebooks/10_sampling_design.ipynb (registered with reporting.register_labels)
-# --------------------------------------------------------------------------------------------
-#: Texts of the sampling-design report, Vietnamese and English; placeholders filled by
-#: ``reporting.narrate`` (values escaped).
-REPORT_LABELS: dict[str, dict[str, str]] = load_texts("sampling")

@@ -248,6 +248,52 @@ def _shuffle_within_forms(values: np.ndarray, n_permutations: int, rng: np.rando
     return out
 
 
+def _pair_thresholds(common: np.ndarray, match: float, min_common: int) -> np.ndarray:
+    """Fewest equal answers ``M`` that make each pair near-identical given ``C`` = ``common`` (``(n, n)``
+    float32); one more than the criteria where no count does (too few criteria in common).
+
+    Evaluates the test of :func:`_twins` (float32 share :math:`M/C \\ge` ``match``) for every possible
+    count :math:`M = 0, …, J`, so counting ``M >= threshold`` decides exactly as :func:`_twins` does.
+    """
+    counts = np.arange(int(common.max(initial=0)) + 1, dtype=np.float32)[:, None, None]
+    share = np.where(common >= min_common, counts / np.maximum(common, 1), 0.0)
+    near = share >= match - 1e-9
+    never = len(counts)  # more equal answers than criteria in common
+    return np.where(near.any(axis=0), near.argmax(axis=0), never).astype(np.int16)
+
+
+def _null_pairs(values: np.ndarray, threshold: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Near-identical pairs of ``size`` shuffles of ``(n, J)``: ``_twins(_shuffle_within_forms(...))[3]``, cheaper.
+
+    Draws the same keys from ``rng`` and sorts them as :func:`_shuffle_within_forms` does (so the same
+    seed gives the same shuffles), but never builds the shuffled answers: the answer of rank :math:`t`
+    goes to the form's :math:`t`-th answered criterion, and its one-hot indicator (criterion × answer
+    category) is set as one bit of the form's bit string. Equal answers of two forms are then the
+    popcount of the AND of their bit strings — integer work, no BLAS call (threaded BLAS on many small
+    matrices spends several times the CPU it saves) — for each pair ``i < j`` once, counted against the
+    precomputed ``threshold`` (:func:`_pair_thresholds`).
+    """
+    n, J = values.shape
+    empty = np.isnan(values)
+    keys = rng.random((size, n, J)) + empty[None] * 2.0  # as _shuffle_within_forms: empty cells sort last
+    order = np.argsort(keys, axis=-1)
+    # the criterion each answer moves to: the answered criteria in order, then the empty ones
+    target = np.empty(keys.shape, dtype=np.intp)
+    np.put_along_axis(target, order, np.broadcast_to(np.argsort(empty, axis=-1, kind="stable"), keys.shape), axis=-1)
+    categories = np.unique(values[~empty])  # the forms compared are varied: never all empty
+    code = np.searchsorted(categories, np.where(empty, categories[0], values))
+    cell = target * len(categories) + code  # bit of (criterion, answer category) in the form's bit string
+    bit = np.left_shift(np.uint64(1), (cell & 63).astype(np.uint64))
+    bit[np.broadcast_to(empty, keys.shape)] = 0  # empty cells set no bit
+    word = cell >> 6
+    first, second = np.triu_indices(n, 1)
+    same = np.zeros((size, len(first)), dtype=np.uint8 if J < 255 else np.int16)
+    for w in range(-(-J * len(categories) // 64)):
+        words = np.bitwise_or.reduce(np.where(word == w, bit, np.uint64(0)), axis=-1)  # (size, n)
+        same += np.bitwise_count(np.take(words, first, axis=1) & np.take(words, second, axis=1))
+    return (same >= threshold[first, second]).sum(axis=-1)
+
+
 def _varied(values: np.ndarray, min_common: int, min_spread: int) -> np.ndarray:
     """Forms answering at least ``min_common`` criteria with at least ``min_spread`` answers off their own mode."""
     answered = (~np.isnan(values)).sum(axis=1)
@@ -365,8 +411,8 @@ def near_duplicates(responses: pd.DataFrame, criteria: Sequence[str] | None = No
         if observed == 0:  # p = 1 whatever the null: no shuffles needed
             rows_out.append((unit, 0.0, np.nan, len(x), 1.0, 0))
             continue
-        null = np.concatenate([_twins(_shuffle_within_forms(x, size, rng), match, min_common, common)[3]
-                               for size in _chunks(n_permutations)])
+        threshold = _pair_thresholds(common, match, min_common)
+        null = np.concatenate([_null_pairs(x, threshold, size, rng) for size in _chunks(n_permutations)])
         lam = max(float(null.mean()), 1.0 / n_permutations)
         var = max(float(null.var(ddof=1)) if len(null) > 1 else 0.0, 2.0 * lam)
         size, prob = lam**2 / (var - lam), lam / var
@@ -385,7 +431,7 @@ def near_duplicates(responses: pd.DataFrame, criteria: Sequence[str] | None = No
 
 
 def _chunks(total: int, size: int = 100) -> list[int]:
-    """Split ``total`` permutations into batches (bounded memory: batch × forms × criteria × 5 floats)."""
+    """Split ``total`` permutations into batches (bounded memory: batch × pairs of forms × ~20 bytes)."""
     if total < 1:
         raise ValueError(f"screening: n_permutations must be at least 1; got {total!r}")
     return [size] * (total // size) + ([total % size] if total % size else [])

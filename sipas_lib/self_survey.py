@@ -91,9 +91,9 @@ from sipas_lib.intake import (  # the questionnaires' readers: one reading of co
     _norm_array,
     _norm_values,
     _parse_codes,
-    _parse_dates,
-    _spread,
-    _value_kinds,
+    parse_date_texts,
+    spread_to_rows,
+    safe_value_descriptions,
     _value_messages,
     read_table,
 )
@@ -207,8 +207,8 @@ def _unit_lookup(units: pd.DataFrame) -> pd.Series:
 
 def _shown(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: ``" 'value'"`` when the value cannot identify anyone, else ``" (its kind)"`` (en, vi)."""
-    shown, kind_en, kind_vi = (pd.Series(a, dtype=object).astype(str) for a in _value_kinds(values))
-    return tuple(_spread(np.where(shown != "", " " + shown, " (" + kind + ")").astype(object), codes, "")
+    shown, kind_en, kind_vi = (pd.Series(a, dtype=object).astype(str) for a in safe_value_descriptions(values))
+    return tuple(spread_to_rows(np.where(shown != "", " " + shown, " (" + kind + ")").astype(object), codes, "")
                  for kind in (kind_en, kind_vi))
 
 
@@ -277,29 +277,29 @@ def read_self_survey(path: str | os.PathLike, units: pd.DataFrame, *, year: int 
 
     def column_error(col: str, codes: np.ndarray, values: np.ndarray, unreadable: np.ndarray, expected: str) -> None:
         """A column none of whose (≥ 3) values can be read is a problem of the file, not of each record."""
-        rows = _spread(unreadable, codes, False)
+        rows = spread_to_rows(unreadable, codes, False)
         if rows.sum() >= _MIN_VALUES_FOR_COLUMN_ERROR and rows.sum() == (codes >= 0).sum():
-            example = _value_kinds(values[unreadable][:1])[1][0]  # the value if harmless, else its kind
+            example = safe_value_descriptions(values[unreadable][:1])[1][0]  # the value if harmless, else its kind
             raise InputError(path, expected, row=int(source_row[np.flatnonzero(rows)[0]]), column=headers.get(col, col),
                              problem=f"no value in this column can be read (e.g. {example}); expected {expected}")
 
     # Unit: id or name
     u_codes, u_values = _coded(raw["unit_id"])
     uid_of_value = pd.Series(_norm_array(u_values), dtype=object).map(_unit_lookup(units)).to_numpy(dtype=object)
-    unit = _spread(uid_of_value, u_codes, None)
+    unit = spread_to_rows(uid_of_value, u_codes, None)
     unit_missing = u_codes < 0
     unit_unknown = ~unit_missing & pd.isna(unit)
     unit_en, unit_vi = _shown(u_values, u_codes)
 
     # Survey date: needed for the month
     d_codes, d_values = _coded(raw["survey_date"])
-    date_of_value, ambiguous_value = _parse_dates(d_values)
+    date_of_value, ambiguous_value = parse_date_texts(d_values)
     unreadable_value = np.isnat(date_of_value) & ~ambiguous_value
     column_error("survey_date", d_codes, d_values, unreadable_value, "dates like 2025-10-14 or 14/10/2025")
     date_missing = d_codes < 0
-    date_bad = _spread(unreadable_value, d_codes, False)
-    date_ambiguous = _spread(ambiguous_value, d_codes, False)
-    survey_date = _spread(date_of_value, d_codes, np.datetime64("NaT")).astype("datetime64[ns]")
+    date_bad = spread_to_rows(unreadable_value, d_codes, False)
+    date_ambiguous = spread_to_rows(ambiguous_value, d_codes, False)
+    survey_date = spread_to_rows(date_of_value, d_codes, np.datetime64("NaT")).astype("datetime64[ns]")
     outside = np.zeros(n, dtype=bool)
     if year is not None:
         outside = ~np.isnat(survey_date) & (pd.DatetimeIndex(survey_date).year.to_numpy() != int(year))
@@ -320,11 +320,11 @@ def read_self_survey(path: str | os.PathLike, units: pd.DataFrame, *, year: int 
         out_range = ~unreadable & ((value < lo) | (value > hi))
         bad_value = unreadable | out_range | (~unreadable & ~out_range & (value != np.floor(value)))
         en, vi = _value_messages(values, unreadable, out_range, col, lo, hi)
-        bad = _spread(bad_value, codes, False)
+        bad = spread_to_rows(bad_value, codes, False)
         first = bad & ~item_bad
         item_col[first], item_en[first], item_vi[first] = col, en[codes[first]], vi[codes[first]]
         item_bad |= bad
-        answers[:, k] = _spread(np.where(bad_value, np.nan, value), codes, np.nan)
+        answers[:, k] = spread_to_rows(np.where(bad_value, np.nan, value), codes, np.nan)
     empty = ~item_bad & np.isnan(answers).all(axis=1)
 
     masks = {
@@ -348,8 +348,8 @@ def read_self_survey(path: str | os.PathLike, units: pd.DataFrame, *, year: int 
     reason, reason_vi = _reasons(rule[bad_rows], bad_rows, {"unit": (unit_en, unit_vi), "date": (date_en, date_vi),
                                                            "item": (item_en, item_vi)}, year)
     # the unit as written where it is unknown: quoted only when it cannot identify anyone
-    written = _spread(np.where(_value_kinds(u_values)[0] != "", u_values, "(unit not shown)").astype(object),
-                      u_codes, "(missing)")
+    written = spread_to_rows(np.where(safe_value_descriptions(u_values)[0] != "", u_values,
+                                      "(unit not shown)").astype(object), u_codes, "(missing)")
     unit_shown = np.where(pd.isna(unit), written, unit).astype(object)
     quarantine = pd.DataFrame({"source_file": source_file[bad_rows], "source_row": source_row[bad_rows],
                                "unit_id": unit_shown[bad_rows], "column": column[bad_rows], "rule": rule[bad_rows],

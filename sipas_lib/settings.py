@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -173,7 +174,18 @@ def _merge_file(base: dict[str, dict[str, Any]], path: Path) -> None:
             _set(base, name, key, value, f"{where}: {name}.{key}")
 
 
+#: Settings that moved (old ``section.name`` -> new): older configuration files and run folders still
+#: load, with a warning that names the new setting.
+RENAMED = {"monthly_report.engine": "common.dossier_engine",
+           "monthly_report.duckdb_memory_limit": "common.duckdb_memory_limit"}
+
+
 def _set(base: dict[str, dict[str, Any]], section: str, key: str, value: Any, where: str) -> None:
+    moved = RENAMED.get(f"{section}.{key}")
+    if moved:
+        warnings.warn(f"{where}: this setting is now {moved} (one setting for every stage that aggregates "
+                      f"dossiers); read as {moved}={value!r}", FutureWarning, stacklevel=4)
+        section, key = moved.split(".")
     if section not in base:
         raise SettingsError(f"{where}: unknown section {section!r}; sections: {', '.join(base)}")
     if key not in base[section]:

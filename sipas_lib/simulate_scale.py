@@ -32,6 +32,13 @@ the latent-variable model with unit and element effects drawn for every unit of 
 department form for departments and the commune form for communes and wards; the same eight spoiled
 records.
 
+*Fieldwork integrity* (stage 25), as in the demo (:func:`sipas_lib.simulate_integrity.plant_integrity_cases`,
+its own random stream ``(seed, year, 13)``, so the other tables do not change with it): every returned
+form's collection point and return date, two planted fabrication blocks (a department and a commune),
+every unit's own survey (``self_survey.csv``, Phụ lục 2: 10–30 forms a month from July, ~470,000 forms),
+the re-check of the forms flagged in the sample (``recheck.csv``, ~5 %) and ``planted_cases.csv``. All of
+it is drawn for every unit at once (one loop per planted unit only).
+
 *Administrative tables.* :func:`sipas_lib.simulate.simulate_dossiers`: a year of dossiers (1.3 per
 frame transaction, ~4.8 million), procedures, feedback, apology letters and opinions per unit, which
 follow each unit's satisfaction as in the demo (:func:`sipas_lib.simulate.admin_quality`), so the
@@ -52,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from sipas_lib import official_units
-from sipas_lib import simulate
+from sipas_lib import simulate, simulate_integrity
 from sipas_lib.config import DEFAULT_SEED, DEFAULT_YEAR
 from sipas_lib.units import REQUIRED_COLUMNS, survey_tier, surveyed_units, validate_units
 
@@ -83,11 +90,11 @@ DEPARTMENTS = (
 FRAME_SCALE = 0.25
 #: Questionnaires issued per unit on average, by tier (:func:`sipas_lib.units.survey_tier`).
 FORMS_PER_UNIT = {"department": 120, "local": 133}
-#: The files of a scale year: a two-tier demo year's survey and administrative tables (not the
-#: fieldwork-integrity files of issue 13: self-surveys, re-check results).
+#: The files of a scale year: a two-tier demo year's survey, fieldwork-integrity (stage 25: own surveys,
+#: re-check results, the planted cases' log) and administrative tables.
 SCALE_FILES = ("units.csv", "frame_counts.csv", "frame.parquet", "sample.csv", "responses_departments.xlsx",
-               "responses_communes.csv", "spoiled_records.csv", "dossiers.parquet", "procedures.csv",
-               "feedback.parquet", "apologies.parquet", "opinions.parquet")
+               "responses_communes.csv", "spoiled_records.csv", *simulate_integrity.FILES, "dossiers.parquet",
+               "procedures.csv", "feedback.parquet", "apologies.parquet", "opinions.parquet")
 
 
 def scale_units(provinces: int | None = None) -> pd.DataFrame:
@@ -166,8 +173,8 @@ def scale_tables(year: int = DEFAULT_YEAR, seed: int = DEFAULT_SEED, provinces: 
     tuple
         The files :data:`SCALE_FILES`, in this order: ``units.csv``,
         ``frame_counts.csv``, ``frame.parquet``, ``sample.csv``, ``responses_departments.xlsx``
-        (Vietnamese headers), ``responses_communes.csv``, ``spoiled_records.csv``, then the
-        administrative tables ``dossiers.parquet``, ``procedures.csv``, ``feedback.parquet``,
+        (Vietnamese headers), ``responses_communes.csv``, ``spoiled_records.csv``, the integrity files
+        ``self_survey.csv``, ``recheck.csv``, ``planted_cases.csv``, then the administrative tables ``dossiers.parquet``, ``procedures.csv``, ``feedback.parquet``,
         ``apologies.parquet``, ``opinions.parquet``.
     """
     rng = np.random.default_rng([seed, year, 16])
@@ -191,12 +198,15 @@ def scale_tables(year: int = DEFAULT_YEAR, seed: int = DEFAULT_SEED, provinces: 
     answers.insert(0, "_tier", answers["unit_id"].map(tier))
     answers, spoiled = simulate.spoil(answers, rng, answers["_tier"].map(
         simulate._unknown_unit_ids(registry, two_tier=True)))
+    answers, integrity = simulate_integrity.plant_integrity_cases(answers, sample, spoiled, surveyed, registry, year,
+                                                                  seed)
     is_department = (answers.pop("_tier") == "department").to_numpy()
     departments = answers.loc[is_department].drop(columns=[c for c in answers if c.startswith("lg")])
     yield simulate.RESPONSE_FILES["department"], simulate.to_vietnamese_headers(departments)
     yield simulate.RESPONSE_FILES["commune"], answers.loc[~is_department]
     yield "spoiled_records.csv", spoiled
-    del answers, departments
+    yield from integrity.items()
+    del answers, departments, integrity
     quality = simulate.admin_quality(units, seed, year, registry)  # records follow satisfaction, as in the demo
     for name, table in simulate.simulate_dossiers(units, frame_sizes, year, rng, quality=quality).items():
         yield (f"{name}.csv" if name == "procedures" else f"{name}.parquet"), table

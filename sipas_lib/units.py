@@ -238,6 +238,22 @@ def parent_types(units: pd.DataFrame) -> pd.Series:
     return units["parent_id"].map(types).astype(object).fillna("")
 
 
+def province_of(units: pd.DataFrame) -> pd.Series:
+    """Each unit's province (``unit_id`` of a ``province`` unit), indexed by ``unit_id``.
+
+    The parent when it is a province (departments, communes and wards, pre-2025 districts); the
+    district's province for a legacy district's commune; missing for a province itself and for a
+    unit without one. The one rule for "which province is this unit in" (league tables by
+    province, the annual report's sections).
+    """
+    ids = units["unit_id"].astype(str).to_numpy()
+    parent = pd.Series(units["parent_id"].astype(object).to_numpy(), index=ids)
+    kind = pd.Series(units["unit_type"].astype(str).to_numpy(), index=ids)
+    via_district = parent.map(parent).where(parent.map(kind).eq("district"))
+    province = parent.where(parent.map(kind).eq("province")).fillna(via_district)
+    return province.where(province.map(kind).eq("province")).rename("province_id")
+
+
 def survey_tier(units: pd.DataFrame) -> pd.Series:
     """``department`` or ``local`` for each unit: the two questionnaire totals of a year's plan.
 

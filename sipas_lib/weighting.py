@@ -39,6 +39,7 @@ from sipas_lib.estimation import (
     SurveyDesign,
     onehot_atom,
 )
+from sipas_lib.intake import is_in
 
 RAKING_SWEEPS = 10  # R's svyrecvar backfits raking residuals with 10 sweeps over the margins
 COUNT_COLUMNS = ("N", "Freq", "count", "n")
@@ -872,7 +873,7 @@ def _matched_to_sample(smp: pd.DataFrame, resp: pd.DataFrame, items, unmatched: 
         raise ValueError("sample.csv lists a form_id twice")
     if resp["form_id"].duplicated().any():
         raise ValueError(f"responses contain duplicated form_id(s), e.g. {resp.form_id[resp.form_id.duplicated()].iloc[0]!r}")
-    unknown = ~resp["form_id"].isin(smp["form_id"])
+    unknown = ~is_in(resp["form_id"], smp["form_id"])
     if unknown.any():
         msg = (f"{int(unknown.sum())} response(s) have a form_id not in the sample "
                f"(e.g. {resp.form_id[unknown].iloc[0]!r}); they cannot be weighted")
@@ -930,7 +931,7 @@ def build_annual_design(responses: pd.DataFrame, sample: pd.DataFrame, frame_cou
     resp["form_id"] = resp["form_id"].astype(str)
     smp, resp, excluded = _matched_to_sample(smp, resp, items, unmatched, _stacklevel + 1)
     smp = base_weights(smp)
-    smp["responded"] = smp["form_id"].isin(resp["form_id"])
+    smp["responded"] = is_in(smp["form_id"], resp["form_id"])
     smp = nonresponse_adjust(smp, "responded", list(nonresponse_cells), fallback="unit_id")
     keep_cols = ["form_id", "w_base", "w_nr", "nr_cell"] + (["survey_mode"] if "survey_mode" not in resp.columns else [])
     data = resp.merge(smp[keep_cols], on="form_id", how="left", validate="one_to_one")
@@ -1129,7 +1130,7 @@ def build_national_design(responses: pd.DataFrame, sample: pd.DataFrame, psu_fra
     resp = responses.assign(form_id=responses["form_id"].astype(str))
     smp, resp, excluded = _matched_to_sample(smp, resp, items, unmatched, 3)
     smp = base_weights(smp)
-    smp["responded"] = smp["form_id"].isin(resp["form_id"])
+    smp["responded"] = is_in(smp["form_id"], resp["form_id"])
     smp = nonresponse_adjust(smp, "responded", ["unit_id"])
     keep = ["form_id", "w_base", "w_nr", "nr_cell", "commune_id"] + \
         (["survey_mode"] if "survey_mode" in smp.columns and "survey_mode" not in resp.columns else [])

@@ -200,7 +200,7 @@ def index_links(index: Path) -> list[str]:
 
 #: Fixtures that build a year of data (seconds each): tests using them are marked ``slow`` and left
 #: out of ``make test-fast``; fixtures that execute notebooks mark their tests ``kernel``.
-SLOW_FIXTURES = frozenset({"tiny_demo", "tiny_two_tier_demo", "full_year"})
+SLOW_FIXTURES = frozenset({"tiny_demo", "tiny_two_tier_demo", "full_year", "tiny_national_run"})
 KERNEL_FIXTURES = frozenset({"published"})
 
 

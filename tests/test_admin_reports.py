@@ -338,6 +338,32 @@ def test_duckdb_agrees_with_pandas_reference(tmp_path):
         assert want.sort_index().tolist() == got.sort_index().tolist()
 
 
+def test_one_unit_sums_equal_the_selection_of_its_rows(tmp_path):
+    # a national report asks for ~3,900 units one by one: they are cut from sums grouped once
+    # (issue 16); each must equal the selection of the unit's rows in the whole tables
+    folder, df, _ = _random_year(tmp_path / "rand")
+    counts, reasons = A.monthly_aggregates(folder, 2025, 7)
+    assert len(reasons) and counts["unit_id"].nunique() > 2
+    for form in ("form1", "form2"):
+        for unit in sorted(set(counts["unit_id"])) + ["NO_SUCH_UNIT"]:
+            one = A.monthly_values(counts, reasons, form, unit)
+            # the same unit twice is a selection of several ids: grouped from the unit's rows
+            rows = A.monthly_values(counts, reasons, form, [unit, unit])
+            assert [r for r, _ in one] == [r for r, _ in rows]
+            for (_, got), (_, want) in zip(one, rows):
+                for g, w in zip(got, want):
+                    if isinstance(w, pd.DataFrame):
+                        pd.testing.assert_frame_equal(g, w)
+                    else:
+                        assert g == w, (form, unit)
+    # other tables (or the same tables grown) are grouped again, never served from the last ones
+    first = A.monthly_values(counts, reasons, "form1", counts["unit_id"].iloc[0])
+    doubled = pd.concat([counts, counts], ignore_index=True)
+    again = A.monthly_values(doubled, reasons, "form1", counts["unit_id"].iloc[0])
+    assert [v for _, v in again if isinstance(v[0], int)] == [[2 * a, 2 * b] for _, (a, b) in
+                                                              ((r, v) for r, v in first if isinstance(v[0], int))]
+
+
 def test_missing_file_and_column_are_named(hand_made, tmp_path):
     (hand_made / "opinions.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="opinions.parquet"):

@@ -293,12 +293,52 @@ def test_engine_settings_reach_duckdb_and_bad_ones_are_refused():
 
 def test_stage_passes_the_engine_settings(year_single, tmp_path):
     paths = config.RunPaths(year_single, tmp_path / "run")
-    for override, message in (("monthly_report.engine=polars", "engine must be one of"),
-                              ("monthly_report.duckdb_memory_limit=lots", "DuckDB refused")):
+    for override, message in (("common.dossier_engine=polars", "engine must be one of"),
+                              ("common.duckdb_memory_limit=lots", "DuckDB refused")):
         with pytest.raises(StageError, match=message):
             stage.compute(paths, load_settings(overrides=[override]))
-    defaults = load_settings().section("monthly_report")
-    assert defaults["engine"] == "duckdb" and defaults["duckdb_memory_limit"] == ""
+    defaults = load_settings().common
+    assert defaults["dossier_engine"] == "duckdb" and defaults["duckdb_memory_limit"] == ""
+    assert "engine" not in load_settings().section("monthly_report")
+
+
+def test_former_engine_keys_are_read_with_a_warning(tmp_path):
+    config_file = tmp_path / "old.yaml"
+    config_file.write_text("monthly_report:\n  engine: spark\n  duckdb_memory_limit: 1GB\n", encoding="utf-8")
+    with pytest.warns(FutureWarning) as caught:
+        settings = load_settings(config_file)
+    assert [str(w.message).split(" (")[0] for w in caught] == [
+        f"{config_file}: monthly_report.engine: this setting is now common.dossier_engine",
+        f"{config_file}: monthly_report.duckdb_memory_limit: this setting is now common.duckdb_memory_limit"]
+    assert ar.engine_options(settings) == {"engine": "spark", "memory_limit": "1GB"}
+    with pytest.warns(FutureWarning, match=r"-p monthly_report.duckdb_memory_limit: this setting is now common.duckdb_memory_limit"):
+        assert load_settings(overrides=["monthly_report.duckdb_memory_limit=3GB"]).common["duckdb_memory_limit"] == "3GB"
+
+
+class _Called(Exception):
+    """Raised by the stand-in aggregation: carries the keywords it was called with."""
+
+
+def test_every_stage_that_aggregates_dossiers_uses_the_one_setting(year_single, tmp_path, monkeypatch):
+    """Stage 70 (month and latest month) and stage 50's small-area covariates reach the engine the same way."""
+    from sipas_lib.stages import index_ranking
+
+    seen = []
+
+    def connect(engine="duckdb", *, memory_limit=None, threads=None, spark_conf=None):
+        seen.append((engine, memory_limit))
+        raise _Called()
+
+    monkeypatch.setattr(de, "connect", connect)
+    settings = load_settings(overrides=["common.duckdb_memory_limit=1GiB"])
+    paths = config.RunPaths(year_single, tmp_path / "run")
+    with pytest.raises(_Called):
+        stage.compute(paths, settings)                      # 70: the latest month first
+    with pytest.raises(_Called):
+        stage.compute(paths, settings.replace(monthly_report__month=3))
+    with pytest.raises(_Called):
+        index_ranking._small_area(paths, settings, None, None, None, None, None, {})  # 50: covariates first
+    assert seen == [("duckdb", "1GiB")] * 3
 
 
 # ----------------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def _requirement(spec: str) -> tuple[str, str | None]:
 def test_environment_yml_matches_pyproject():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     wanted = dict(_requirement(s) for s in pyproject["dependencies"])
-    for extra in ("test",):
+    for extra in ("test", "spark"):  # environment.yml is the whole development environment, Spark included
         wanted.update(_requirement(s) for s in pyproject.get("optional-dependencies", {}).get(extra, []))
     env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     assert "conda-forge" in env.get("channels", []), "environment.yml must use conda-forge"

@@ -213,6 +213,17 @@ def test_scattered_bad_dates_are_record_level(units):
     assert res.quarantine["source_row"].tolist() == [4]
 
 
+@pytest.mark.parametrize("word", ["today", "now"])
+def test_words_pandas_reads_as_the_clock_are_not_dates(units, word):
+    # pd.to_datetime("today", format="ISO8601") is the clock's date: a form would be dated the day intake ran
+    dates, ambiguous = intake.parse_date_texts(np.array([word, "2025-10-14"], dtype=object))
+    assert np.isnat(dates[0]) and dates[1] == np.datetime64("2025-10-14") and not ambiguous.any()
+    raw = _frame(4)
+    raw.loc[2, "survey_date"] = word
+    res = validate_responses(raw, units)
+    assert res.quarantine[["source_row", "rule", "column"]].values.tolist() == [[4, "survey_date_value", "survey_date"]]
+
+
 # ----------------------------------------------------------------------------- record rules
 
 def test_each_record_rule_on_the_problem_file(units):
@@ -499,6 +510,39 @@ def test_excel_date_cells_and_plain_frames(units, tmp_path):
     assert plain.accepted["source_row"].tolist() == [2, 3]
     empty = validate_responses(_frame(0), units)
     assert empty.accepted.empty and empty.quarantine.empty and empty.summary.empty
+
+
+def test_workbook_cells_read_as_openpyxl_reads_them(tmp_path):
+    # intake reads .xlsx with calamine (issue 16: ~20x faster) but must see the cells openpyxl sees
+    import datetime
+
+    from openpyxl import Workbook, load_workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Mã số phiếu", "Câu 1", "Ngày khảo sát", "Ghi chú", "Câu 2"])
+    sheet.append(["0000400019", 4, datetime.datetime(2025, 10, 14), "  ", 3.5])
+    sheet.append([400027, 4.0, datetime.datetime(2025, 10, 14, 9, 30), None, -2])
+    sheet.append([None, None, None, None, None])
+    sheet.append(["x", 84912345678, True, "Hài lòng", 1e20])
+    book.create_sheet("Trống")
+    book.save(tmp_path / "cells.xlsx")
+    want = load_workbook(tmp_path / "cells.xlsx", read_only=True, data_only=True)
+    got = intake._Workbook(tmp_path / "cells.xlsx")
+    assert got._openpyxl is None and got.names == want.sheetnames == ["Sheet", "Trống"]
+    for k, nrows in ((0, None), (0, 2), (1, None)):
+        expected = [tuple(r) for r in want.worksheets[k].iter_rows(max_row=nrows, values_only=True)]
+        # openpyxl keeps a text cell of blanks; calamine reads it as empty: both are missing after strip()
+        expected = [tuple(None if v == "  " else v for v in r) for r in expected]
+        rows = got.rows(k, nrows)
+        assert rows == expected
+        assert [[type(v) for v in r] for r in rows] == [[type(v) for v in r] for r in expected]
+    # an error cell is text to intake ('#N/A' is reported), empty to calamine: such a workbook is read by openpyxl
+    error = sheet.cell(row=3, column=2, value="#N/A")
+    error.data_type = "e"
+    book.save(tmp_path / "errors.xlsx")
+    with_errors = intake._Workbook(tmp_path / "errors.xlsx")
+    assert with_errors._openpyxl is not None and with_errors.rows(0)[2][1] == "#N/A"
 
 
 # ----------------------------------------------------------------------------- issue 11: only real questionnaires

@@ -313,9 +313,9 @@ def test_review_states_cover_both_tools():
     kobo = {"validation_status_approved": "accepted", "validation_status_not_approved": "rejected",
             "validation_status_on_hold": "flagged", "Approved": "accepted", "Not Approved": "rejected",
             "On Hold": "flagged"}
-    keys = {intake._norm_key(k): v for k, v in intake.REVIEW_STATES.items()}
+    keys = {intake.normalize_label(k): v for k, v in intake.REVIEW_STATES.items()}
     for state, decision in {**odk, **kobo}.items():
-        assert keys[intake._norm_key(state)] == decision, state
+        assert keys[intake.normalize_label(state)] == decision, state
     assert list(intake.RULES)[:2] == list(intake.REVIEW_RULES)  # the reviewers' decision comes first
 
 

@@ -302,3 +302,43 @@ def test_covariance_is_used_for_differences():
     rej = rk.pairwise_rejections(est, np.array([[s2, 0.95 * s2], [0.95 * s2, s2]]), n_boot=2000)
     assert rej.loc["A", "B"] and not rej.loc["B", "A"]
     assert rk.estimated_ranks([0.5, 0.9, 0.9, 0.1]).tolist() == [3, 1, 1, 4]
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 16: leagues, pairs from the same rejections, cost independent of the block size
+# ------------------------------------------------------------------------------------------------
+def test_rank_table_pairs_are_the_tied_pairs_of_each_group(spread):
+    est, se = spread
+    df = pd.DataFrame({"unit_id": est.index, "estimate": est.to_numpy(), "se": se, "n": 200,
+                       "league": ["P01:commune"] * 8 + ["P02:commune"] * 7})
+    table, pairs = rk.rank_table(df, by="league", n_boot=1000, seed=4, pairs=True)
+    assert table.equals(rk.rank_table(df, by="league", n_boot=1000, seed=4))  # same table with or without pairs
+    for league, g in df.groupby("league"):
+        alone = rk.rank_table(g, by=None, n_boot=1000, seed=4)  # the league ranked on its own
+        mine = table[table["league"] == league].drop(columns="league").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone)
+        ties = rk.tied_pairs(pd.Series(g["estimate"].to_numpy(), index=g["unit_id"]), se=g["se"].to_numpy(),
+                             n_boot=1000, seed=4)
+        got = pairs[pairs["league"] == league].drop(columns="league").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, ties)
+        # a unit's n_better is its count of "worse" verdicts (one rejection matrix behind both)
+        worse = got[got["relation"] == "worse"].groupby("unit").size()
+        n_better = mine.set_index("unit_id")["n_better"]
+        assert (worse.reindex(n_better.index, fill_value=0).to_numpy() == n_better.to_numpy()).all()
+    assert len(pairs) == 8 * 7 + 7 * 6  # ordered pairs within leagues only
+
+
+@pytest.mark.parametrize("simultaneous", [True, False])
+def test_block_size_changes_nothing(monkeypatch, simultaneous):
+    # the bootstrap max is computed in cache-sized blocks; any block size gives the same sets
+    rng = np.random.default_rng(16)
+    theta, se = rng.uniform(0.7, 0.95, 40), rng.uniform(0.005, 0.04, 40)
+    theta[:6] = theta[0]  # ties
+    a = rk.rank_confidence_sets(theta, se=se, n_boot=700, seed=9, simultaneous=simultaneous)
+    monkeypatch.setattr(rk, "_CHUNK_ELEMENTS", 1)  # one draw per block
+    b = rk.rank_confidence_sets(theta, se=se, n_boot=700, seed=9, simultaneous=simultaneous)
+    monkeypatch.setattr(rk, "_CHUNK_ELEMENTS", 10**9)  # every draw in one block
+    c = rk.rank_confidence_sets(theta, se=se, n_boot=700, seed=9, simultaneous=simultaneous)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+    assert (a["rank_ci_high"] > a["rank_ci_low"]).any() and (a["n_better"] > 0).any()  # not a degenerate case

@@ -224,7 +224,7 @@ def test_show_helpers_display_escaped_objects(monkeypatch):
     import IPython.display as ipd
 
     shown = []
-    monkeypatch.setattr(ipd, "display", lambda obj: shown.append(obj))
+    monkeypatch.setattr(ipd, "display", lambda obj, raw=False: shown.append(obj))
     R.show("**x**")
     R.show_html("<p>y</p>")
     R.show_table(pd.DataFrame({"a": [PAYLOAD]}), caption="cap")
@@ -236,7 +236,27 @@ def test_show_helpers_display_escaped_objects(monkeypatch):
     fig = Figure(figsize=(2, 1))
     fig.add_subplot().plot([1, 2])
     R.show_figure(fig)
-    assert isinstance(shown[3], ipd.SVG) and "<svg" in shown[3].data  # vector, also in the PDF
+    assert list(shown[3]) == ["image/svg+xml"]  # vector, also in the PDF
+    assert shown[3]["image/svg+xml"].startswith("<svg") and shown[3]["image/svg+xml"].endswith("</svg>\n")
+
+
+def test_show_figure_writes_the_same_svg_for_the_same_chart(monkeypatch):
+    """No creation date and stable ids (``svg.hashsalt``): a re-run writes the same page."""
+    import IPython.display as ipd
+
+    from sipas_lib import charts
+
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    points = pd.DataFrame({"unit_id": ["S01", "S02"], "estimate": [0.8, 0.9], "ci_low": [0.7, 0.85],
+                           "ci_high": [0.88, 0.95], "n": [40, 50]})
+    for _ in range(2):
+        R.show_figure(charts.caterpillar(points, lang="vi", level=0.95, names={"S01": PAYLOAD}))
+    (first, raw), (second, _) = shown
+    assert raw and first == second
+    svg = first["image/svg+xml"]
+    assert "<dc:date>" not in svg and "<?xml" not in svg and svg.count("<svg") == 1
+    assert "<script" not in svg  # a unit name is drawn as glyph outlines, never written as markup
 
 
 @pytest.mark.parametrize("name", ["annual_report", "unit_scorecard", "methodology"])

@@ -111,3 +111,48 @@ def test_intake_quarantines_exactly_the_spoiled_records(tmp_path):
     received = len(result.accepted) + len(result.quarantine)
     assert received == (len(pd.read_excel(written["responses_departments.xlsx"]))
                         + len(pd.read_csv(written["responses_communes.csv"])))
+
+
+def test_integrity_files_are_drawn_for_every_unit(small_year):
+    """Stage 25's inputs at scale: own surveys of every unit, the re-check of the flagged returned forms, the log."""
+    sample = small_year["sample.csv"]
+    surveyed = set(surveyed_units(small_year["units.csv"])["unit_id"])
+    own = small_year["self_survey.csv"]
+    # every unit asks 10-30 people a month from July (the reform): ~6 months x 20 forms on average
+    per_unit = own.loc[own["unit_id"].isin(surveyed)].groupby("unit_id").size()
+    assert set(per_unit.index) == surveyed and per_unit.between(6 * 5, 6 * 45).all()
+    assert own["survey_date"].str[:7].loc[own["survey_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}")].min() >= "2025-07"
+    recheck = small_year["recheck.csv"]
+    flagged = set(sample.loc[sample["recheck"], "form_id"])
+    assert len(recheck) > 0 and set(recheck["form_id"]) <= flagged
+    log = small_year["planted_cases.csv"]
+    fabricated = log.loc[log["case"] == "fabrication"]
+    tiers = survey_tier(surveyed_units(small_year["units.csv"])).set_axis(surveyed_units(small_year["units.csv"])["unit_id"])
+    assert sorted(fabricated.groupby("unit_id").size().index.map(tiers)) == ["department", "local"]  # one block of each form
+    answers = pd.concat([small_year[simulate.RESPONSE_FILES["commune"]]["form_id"].astype(str),
+                         small_year[simulate.RESPONSE_FILES["department"]]["Mã số phiếu"].astype(str)])
+    assert set(fabricated["form_id"].astype(str)) <= set(answers)
+    communes = small_year[simulate.RESPONSE_FILES["commune"]]
+    assert communes["collection_point"].notna().all() and communes["return_date"].notna().all()
+
+
+@pytest.mark.slow
+def test_stage_25_runs_on_a_written_scale_year(tmp_path):
+    from sipas_lib import config
+    from sipas_lib.settings import load_settings
+    from sipas_lib.stages import integrity, intake_quality
+
+    tiny = {"provinces": 1, "forms_per_unit": {"department": 20, "local": 20}, "frame_scale": 0.05}
+    written = simulate_scale.write_scale_year(tmp_path / "year", seed=7, **tiny)
+    paths = config.run_paths(tmp_path / "year", tmp_path / "run")
+    settings = load_settings()
+    intake_quality.run(paths, settings)
+    out = integrity.run(paths, settings)
+    surveyed = set(surveyed_units(pd.read_csv(written["units.csv"]))["unit_id"])
+    assert set(out["integrity_units"]["unit_id"]) == surveyed
+    received = len(pd.read_csv(written["recheck.csv"]))
+    assert len(out["recheck"]) + len(out["recheck_quarantine"]) == received > 0
+    own = pd.read_csv(written["self_survey.csv"])
+    summary = out["self_survey_summary"]
+    assert summary["received"].sum() == len(own) and (summary["accepted"] + summary["quarantined"]).sum() == len(own)
+    assert len(out["self_survey_quarantine"]) == 3  # the three spoiled own-survey records (planted_cases.csv)

@@ -32,7 +32,7 @@ def areas() -> pd.DataFrame:
 def test_area_variance_coefficients_and_eblups_match_metafor(areas, method):
     ref_model = pd.read_csv(FIXTURES / "reference_model.csv").query("method == @method").set_index("term")
     ref_blup = pd.read_csv(FIXTURES / "reference_areas.csv", dtype={"unit_id": str}).query("method == @method")
-    fit = sa.fay_herriot(areas, ["x1", "x2"], method=method, smooth=False)
+    fit = sa.fay_herriot(areas, ["x1", "x2"], method=method, smooth=False, variance="direct")
     assert fit.area_variance == pytest.approx(ref_model.loc["area_variance", "estimate"], abs=1e-6)
     assert fit.area_variance > 0
     coef = fit.coefficients.set_index("term")
@@ -171,6 +171,102 @@ def test_simulation_mse_is_unbiased_and_eblup_beats_direct_for_small_units():
     assert abs(est_mse.mean() / emp_eblup.mean() - 1) < 0.10
     small = n < 50
     assert (emp_eblup[small] < emp_direct[small]).all()
+
+
+def _coverage_simulation(variance: str, reps: int = 300, seed: int = 14) -> dict[str, np.ndarray]:
+    """Known Fay–Herriot model on the arcsine scale, binomial samples, direct variances as stage 50 computes them.
+
+    126 communes (the demo's count) with n = 15..60 respondents, two covariates,
+    :math:`\\theta_i = \\arcsin\\sqrt{P_i} = 1.10 + 0.20 x_{1i} + 0.04 x_{2i} + u_i`, :math:`u_i \\sim N(0, 0.06^2)`
+    (true shares about 0.75–0.99). Each replicate draws the satisfied count ~ Binomial(n_i, P_i); the
+    direct share's design SE is :math:`\\sqrt{\\hat p(1-\\hat p)/(n-1)}`, the linearization SE stage 50
+    gives an equal-weight unit (``estimation.mean`` on a one-stratum design). Returns per-unit coverage
+    of the model-based interval (share scale), average analytic MSE and empirical MSE (model scale), and
+    empirical MSE of the EBLUP and of the direct share (share scale).
+    """
+    rng = np.random.default_rng(seed)
+    m, A = 126, 0.06**2
+    n = rng.integers(15, 61, m)
+    x1, x2 = rng.uniform(0, 1, m), rng.normal(0, 1, m)
+    fixed = 1.10 + 0.20 * x1 + 0.04 * x2
+    frame = pd.DataFrame({"unit_id": np.arange(m).astype(str), "n": n, "x1": x1, "x2": x2})
+    cover, mse, err_t, err_eblup, err_direct = (np.zeros(m) for _ in range(5))
+    for _ in range(reps):
+        theta = np.clip(fixed + rng.normal(0, np.sqrt(A), m), 0.0, np.arcsin(np.sqrt(0.999)))
+        share = np.sin(theta) ** 2
+        p = rng.binomial(n, share) / n
+        df = frame.assign(estimate=p, se=np.sqrt(p * (1 - p) / (n - 1)))
+        t = sa.fay_herriot(df, ["x1", "x2"], transform="arcsine", variance=variance).table
+        cover += (t["model_ci_low"] <= share) & (share <= t["model_ci_high"])
+        mse += t["mse"].to_numpy()
+        err_t += (np.arcsin(np.sqrt(t["model_estimate"].to_numpy())) - theta) ** 2
+        err_eblup += (t["model_estimate"].to_numpy() - share) ** 2
+        err_direct += (p - share) ** 2
+    return {"n": n, "coverage": cover / reps, "mse": mse / reps, "emp_mse": err_t / reps,
+            "emp_eblup": err_eblup / reps, "emp_direct": err_direct / reps}
+
+
+@pytest.fixture(scope="module")
+def coverage_runs() -> dict[str, dict[str, np.ndarray]]:
+    return {variance: _coverage_simulation(variance) for variance in sa.VARIANCES}
+
+
+@pytest.mark.simulation
+def test_smoothed_variances_give_honest_intervals_and_mse(coverage_runs):
+    """Issue 14's criteria with every unit's variance smoothed (deff/(4n) on the arcsine scale)."""
+    run = coverage_runs["smoothed"]
+    assert 0.93 <= run["coverage"].mean() <= 0.97
+    assert abs(run["mse"].mean() / run["emp_mse"].mean() - 1) < 0.10
+    small = run["n"] < 50
+    assert (run["emp_eblup"][small] < run["emp_direct"][small]).all()
+
+
+@pytest.mark.simulation
+def test_direct_variances_under_cover(coverage_runs):
+    """Each unit's own noisy design variance taken as known: intervals too short, MSE under-estimated."""
+    direct, smoothed = coverage_runs["direct"], coverage_runs["smoothed"]
+    assert direct["coverage"].mean() < 0.92 < smoothed["coverage"].mean()
+    assert direct["mse"].mean() / direct["emp_mse"].mean() < 0.9
+
+
+def test_gvf_variances_are_a_pooled_design_effect_over_4n():
+    p = np.array([0.8, 0.9, 37 / 38, 1.0, 0.7])
+    n = np.array([40, 30, 38, 20, 5])
+    D = np.array([0.8 * 0.2 / 40 * 1.5, 0.9 * 0.1 / 30 * 1.2, 37 / 38 / 38 / 37, 0.0, 0.7 * 0.3 / 5])
+    got, deff = sa.gvf_variances(p, D, n, min_n=10)
+    # usable: the first three (the fourth is zero, the fifth has 4 < 10 respondents); deffs 1.5, 1.2, 1/(1 - 1/38)
+    assert deff == pytest.approx(1.2)
+    np.testing.assert_allclose(got, 1.2 / (4 * n), rtol=1e-12)
+    p_bar = np.sum(n * p) / n.sum()
+    ident, _ = sa.gvf_variances(p, D, n, transform="identity", min_n=10)
+    np.testing.assert_allclose(ident, 1.2 * p_bar * (1 - p_bar) / n, rtol=1e-12)
+    logit, _ = sa.gvf_variances(p, D, n, transform="logit", min_n=10)
+    np.testing.assert_allclose(logit, 1.2 / (n * p_bar * (1 - p_bar)), rtol=1e-12)
+    with pytest.raises(ValueError, match="usable"):
+        sa.gvf_variances(p[3:], D[3:], n[3:], min_n=10)
+
+
+def test_smoothed_option_flags_every_unit_and_keeps_the_own_variance(areas):
+    df = areas.copy()
+    df.loc[3, "se"] = 0.0  # everyone satisfied
+    fit = sa.fay_herriot(df, ["x1", "x2"], transform="arcsine", variance="smoothed")
+    t = fit.table
+    assert fit.variance == "smoothed" and t["variance_smoothed"].all()
+    np.testing.assert_allclose(t["sampling_variance"], fit.gvf_deff / (4 * t["n"]), rtol=1e-12)
+    own = t["sampling_variance_direct"]
+    assert np.isnan(own.iloc[3]) and own.drop(index=3).notna().all()
+    p = np.clip(df["estimate"], 0.5 / df["n"], 1 - 0.5 / df["n"])
+    np.testing.assert_allclose(own.iloc[4], df.loc[4, "se"] ** 2 / (4 * p[4] * (1 - p[4])), rtol=1e-12)
+    # the direct option is the model on each unit's own variance (metafor parity holds for it)
+    given = sa.fay_herriot(areas, ["x1", "x2"], transform="arcsine", variance="direct", smooth=False)
+    np.testing.assert_allclose(given.table["sampling_variance"], given.table["sampling_variance_direct"], rtol=1e-12)
+    assert np.isnan(given.gvf_deff) and not given.table["variance_smoothed"].any()
+    with pytest.raises(ValueError, match="variance"):
+        sa.fay_herriot(areas, ["x1"], variance="gvf")
+    from sipas_lib.schemas import index_ranking as contracts
+
+    assert sa.VARIANCES == contracts.SMALL_AREA_VARIANCES
+    assert load_settings().section("index_ranking")["small_area_variance"] == "smoothed"
 
 
 def test_bootstrap_mse_agrees_with_the_analytic_mse(areas):

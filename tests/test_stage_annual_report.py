@@ -133,6 +133,69 @@ def test_league_without_small_area_has_empty_model_columns():
     assert str(league["model_rank"].dtype) == "Int64"
 
 
+def _formats(lang: str):
+    """The notebook's context in ``lang``: what :func:`annual_report.league_rows` prints with."""
+    from sipas_lib.notebook import NotebookContext
+    from sipas_lib.settings import stage_settings
+
+    here = Path(".").resolve()
+    return NotebookContext("annual_report", config.RunPaths(here, here), stage_settings("annual_report", {"lang": lang}))
+
+
+def _printed_league(official: str) -> pd.DataFrame:
+    """The wards of :func:`_league_inputs` with intervals, rank sets (one at national size), a unit
+    below the publication minimum and an indicative change across the reform."""
+    from conftest import contract_table
+
+    ids, kinds = ["W1", "W2", "W3"], ["ward"] * 3
+    ranks = contract_table("ranks", unit_id=ids, unit_type=kinds, estimate=[0.80, 0.90, 0.6],
+                           ci_low=[0.74, 0.84, 0.3], ci_high=[0.86, 0.96, 0.9], n=[60, 55, 4],
+                           publishable=[True, True, False], rank=[1204, 1, None], rank_ci_low=[1150, 1, None],
+                           rank_ci_high=[1310, 2, None], rank_ci_low_marginal=[1180, 1, None],
+                           rank_ci_high_marginal=[1250, 1, None])
+    units = contract_table("units", unit_id=ids, unit_type=kinds, name_vi=ids, name_en=ids)
+    _, _, small_area = _league_inputs(official)
+    league = annual_report.league_table(ranks, units, small_area=small_area)
+    return league.assign(change=league["unit_id"].map({"W1": 0.015, "W2": -0.02}),
+                         change_indicative=league["unit_id"].eq("W1"))
+
+
+def test_league_rows_print_the_stages_values_in_the_readers_language():
+    league = _printed_league("direct")  # order: W2 (rank 1), W1 (rank 1,204), then W3 (not ranked)
+    en = annual_report.league_rows(league, _formats("en"), {"W1": "Ward <one>"}, min_n=30)
+    assert list(en.columns) == ["Rank", "Unit", "Direct index — official", "95 % CI", "Model-based (95 % CI)",
+                                "95 % rank set (simultaneous)", "95 % rank set (this unit)", "Responses",
+                                "Change from last year", "Note", "_flag"]
+    assert en["Unit"].tolist() == ["W2", "Ward <one>", "W3"]  # names as given (the table escapes them)
+    assert en["Rank"].tolist() == ["1", "1,204", "–"]
+    assert en["Direct index — official"].tolist() == ["90.00 %", "80.00 %", "60.00 %"]
+    assert en["95 % CI"].tolist() == ["84.0–96.0 %", "74.0–86.0 %", "30.0–90.0 %"]
+    assert en["Model-based (95 % CI)"].tolist() == ["84.00 % (79.0–89.0 %)", "86.00 % (80.0–91.0 %)",
+                                                    "85.00 % (80.0–90.0 %)"]
+    assert en["95 % rank set (simultaneous)"].tolist() == ["1–2", "1,150–1,310", "–"]
+    assert en["95 % rank set (this unit)"].tolist() == ["1–1", "1,180–1,250", "–"]
+    assert en["Responses"].tolist() == ["55", "60", "4"]
+    assert en["Change from last year"].tolist() == ["−2.0 pp", "+1.5 pp †", "–"]  # † an indicative change
+    assert en["Note"].tolist() == ["", "", "fewer than 30 responses – not ranked"]
+    assert en["_flag"].tolist() == [False, False, True]
+    vi = annual_report.league_rows(league, _formats("vi"), {}, min_n=30)
+    assert vi.iloc[1, [0, 2, 5]].tolist() == ["1.204", "80,00 %", "1.150–1.310"]
+
+
+def test_league_rows_follow_the_model_based_ranks_when_they_are_official():
+    league = _printed_league("model")
+    rows = annual_report.league_rows(league, _formats("en"), {}, min_n=30)
+    assert "Model-based (95 % CI) — official" in rows.columns and "Direct index" in rows.columns
+    sets = [c for c in rows.columns if "set" in c]
+    assert len(sets) == 1  # the model-based rank set replaces the direct ones
+    assert rows["Rank"].tolist() == ["1", "2", "3"] and rows[sets[0]].tolist() == ["1–3"] * 3
+    assert rows["Unit"].tolist() == ["W1", "W3", "W2"]  # the model-based order of the league table
+    without_model = annual_report.league_rows(_printed_league("direct").assign(model_estimate=float("nan")),
+                                              _formats("en"), {}, min_n=30)
+    assert "Satisfaction index" in without_model.columns
+    assert not [c for c in without_model.columns if "Model-based" in c]
+
+
 @pytest.fixture(scope="module")
 def two_tier_run(tiny_two_tier_demo, tiny_two_tier_settings, tmp_path_factory):
     """Stages 20, 30 and 50 on the tiny two-tier year (11 wards: stage 50 fits the small-area model)."""

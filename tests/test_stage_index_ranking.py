@@ -209,3 +209,130 @@ def test_unit_without_responses_is_listed_unranked_with_its_reason(tiny_demo, tm
     assert "D02" not in set(tables.indices["unit_id"])
     others = tables.ranks[tables.ranks["unit_id"] != "D02"]
     assert others["rank"].notna().all()  # the other units are still ranked
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 16: leagues by province at national scale
+# ------------------------------------------------------------------------------------------------
+def _overall(spec: dict[str, tuple[str, int]], seed: int = 16) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Overall indices of units {unit_id: (unit_type, n)} and their (diagonal) covariance."""
+    rng = np.random.default_rng(seed)
+    ids = list(spec)
+    est, se = rng.uniform(0.7, 0.95, len(ids)), rng.uniform(0.01, 0.04, len(ids))
+    indices = pd.DataFrame({"unit_id": ids, "unit_type": [spec[u][0] for u in ids], "level": "overall",
+                            "code": "SIPAS", "estimate": est, "se": se, "n": [spec[u][1] for u in ids],
+                            "ci_low": est - 2 * se, "ci_high": est + 2 * se, "ci_method": "normal"})
+    return indices, pd.DataFrame(np.diag(se**2), index=ids, columns=ids)
+
+
+NO_EXCLUSIONS = pd.DataFrame({"unit_id": pd.Series(dtype=str), "unit_type": pd.Series(dtype=str),
+                              "reason": pd.Series(dtype=str)})
+LEAGUE_KW = dict(level=0.95, min_n=30, k_top=2, n_draws=300, seed=5)
+
+
+def _registry(provinces: dict[str, list[str]], indices: pd.DataFrame) -> pd.DataFrame:
+    """A units registry: the provinces and each unit under its province."""
+    kind = indices.set_index("unit_id")["unit_type"]
+    rows = [{"unit_id": p, "unit_type": "province", "parent_id": None} for p in provinces]
+    rows += [{"unit_id": u, "unit_type": kind[u], "parent_id": p} for p, us in provinces.items() for u in us]
+    return pd.DataFrame(rows)
+
+
+def test_units_of_two_provinces_are_ranked_within_their_province():
+    from sipas_lib.units import province_of
+
+    spec = {f"A{i}": ("commune", 100) for i in range(6)} | {f"B{i}": ("commune", 100) for i in range(5)} | \
+        {"SA1": ("department", 80), "SA2": ("department", 80), "SB1": ("department", 80), "A9": ("commune", 10)}
+    indices, cov = _overall(spec)
+    in_a = [u for u in spec if u.startswith(("A", "SA"))]
+    registry = _registry({"P01": in_a, "P02": [u for u in spec if u not in in_a]}, indices)
+    province = province_of(registry)
+    ranks, pairs = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, pairs=True, **LEAGUE_KW)
+    assert set(ranks["league"]) == {"P01:commune", "P02:commune", "P01:department", "P02:department"}
+    assert ranks.set_index("unit_id").loc["A9", "league"] == "P01:commune"  # unranked, still in its league
+    assert ranks.groupby("league")["n_units"].max().to_dict() == {"P01:commune": 6, "P02:commune": 5,
+                                                                  "P01:department": 2, "P02:department": 1}
+    # each province's numbers are exactly those of running that province alone
+    for pid in ("P01", "P02"):
+        mine = indices[indices["unit_id"].map(province) == pid]
+        alone, alone_pairs = index_ranking.league_tables(mine, cov, NO_EXCLUSIONS, province=province, pairs=True,
+                                                         **LEAGUE_KW)
+        assert set(alone["league"]) <= {"commune", "department"}  # one province alone: leagues by type
+        got = ranks[ranks["province_id"] == pid].drop(columns="league").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, alone.drop(columns="league"))
+        got_pairs = pairs[pairs["unit_id"].map(province) == pid].drop(columns="league").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got_pairs, alone_pairs.drop(columns="league").reset_index(drop=True))
+    # pairs never cross a league
+    league = ranks.set_index("unit_id")["league"]
+    assert (pairs["unit_id"].map(league) == pairs["other"].map(league)).all()
+    assert (pairs["league"] == pairs["unit_id"].map(league)).all()
+    schemas.validate("ranks", ranks)
+    schemas.validate("rank_pairs", pairs)
+    # league_by = unit_type puts the two provinces' communes in one league again
+    national = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, league_by="unit_type",
+                                           **LEAGUE_KW)
+    assert national.loc[national["unit_type"] == "commune", "n_units"].max() == 11
+
+
+def test_one_province_keeps_one_league_per_unit_type():
+    spec = {f"C{i}": ("commune", 60) for i in range(7)} | {f"S{i}": ("department", 60) for i in range(4)}
+    indices, cov = _overall(spec, seed=3)
+    province = pd.Series("P01", index=list(spec))  # Hà Nội's demo: every unit under P01
+    auto = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, **LEAGUE_KW)
+    by_type = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=None, league_by="unit_type",
+                                          **LEAGUE_KW)
+    assert (auto["league"] == auto["unit_type"]).all() and (auto["province_id"] == "P01").all()
+    pd.testing.assert_frame_equal(auto.drop(columns="province_id"), by_type.drop(columns="province_id"))
+    forced = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province,
+                                         league_by="province_unit_type", **LEAGUE_KW)
+    assert set(forced["league"]) == {"P01:commune", "P01:department"}
+    cols = ["unit_id", "rank", "rank_ci_low", "rank_ci_high", "rank_ci_low_marginal", "eb_estimate"]
+    pd.testing.assert_frame_equal(forced[cols], auto[cols])  # same units, same numbers
+
+
+def test_a_league_too_large_fails_naming_the_setting(monkeypatch):
+    spec = {f"C{i}": ("commune", 60) for i in range(8)}
+    indices, cov = _overall(spec)
+    province = pd.Series(["P01"] * 4 + ["P02"] * 4, index=list(spec))
+    monkeypatch.setattr(index_ranking, "MAX_LEAGUE_UNITS", 5)
+    with pytest.raises(StageError, match=r"index_ranking.league_by = 'unit_type': league 'commune' has 8 ranked "
+                                         r"units.*at most 5 .*province_unit_type"):
+        index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, league_by="unit_type", **LEAGUE_KW)
+    ranks = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, **LEAGUE_KW)  # auto: 4 + 4
+    assert ranks["n_units"].max() == 4
+    with pytest.raises(StageError, match="index_ranking.league_by = 'country'"):
+        index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, league_by="country", **LEAGUE_KW)
+    with pytest.raises(StageError, match="needs the units registry"):
+        index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, league_by="province_unit_type", **LEAGUE_KW)
+
+
+def test_province_of_follows_the_registry():
+    from sipas_lib.units import province_of
+
+    registry = pd.DataFrame({"unit_id": ["P01", "P02", "S1", "C1", "D1", "X1"],
+                             "unit_type": ["province", "province", "department", "commune", "district", "commune"],
+                             "parent_id": [None, None, "P01", "P02", "P01", "D1"]})
+    # a province has none; a legacy district's commune is in its district's province
+    assert province_of(registry).fillna("-").to_dict() == {"P01": "-", "P02": "-", "S1": "P01", "C1": "P02",
+                                                           "D1": "P01", "X1": "P01"}
+
+
+def test_views_of_many_units_are_cut_and_summarised():
+    spec = {f"A{i:03d}": ("commune", 100) for i in range(9)} | {f"B{i:03d}": ("commune", 100) for i in range(4)}
+    indices, cov = _overall(spec, seed=8)
+    province = pd.Series(["P01"] * 9 + ["P02"] * 4, index=list(spec))
+    ranks, pairs = index_ranking.league_tables(indices, cov, NO_EXCLUSIONS, province=province, pairs=True, **LEAGUE_KW)
+    # a chart of at most `limit` units: the best and the worst halves by index
+    shown = index_ranking.chart_units(ranks, limit=6)
+    by_index = ranks.sort_values("estimate", ascending=False)["unit_id"].tolist()
+    assert shown["unit_id"].tolist() == by_index[:3] + by_index[-3:]
+    assert index_ranking.chart_units(ranks, limit=13) is ranks
+    summary = index_ranking.league_summary(ranks, pairs).set_index("league")
+    assert summary["n_units"].to_dict() == {"P01:commune": 9, "P02:commune": 4}
+    for league, g in ranks.groupby("league"):
+        row = summary.loc[league]
+        assert row["first"] == g.loc[g["rank"] == 1, "unit_id"].iloc[0]
+        assert row["median_width"] == (g["rank_ci_high"] - g["rank_ci_low"] + 1).median()
+        mine = pairs[pairs["league"] == league]
+        assert row["tied_share"] == (mine["relation"] == "tied").mean() and len(mine) == len(g) * (len(g) - 1)
+        assert row["n_top"] == g["in_top_k"].sum()

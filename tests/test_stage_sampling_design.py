@@ -139,8 +139,8 @@ def test_comparisons_include_the_configured_allocation(tiny_demo, tiny_settings,
 
 def test_sample_design_contract_refuses_a_transaction_id():
     with pytest.raises(ValueError, match="personal"):
-        schemas.register("bad_design", "sampling_design", "x", {"transaction_id": schemas.REGISTRY[
-            "sample_design"].schema.columns["form_id"]})
+        schemas.register("bad_design", "sampling_design", "x", {"transaction_id": schemas.contract(
+            "sample_design").schema.columns["form_id"]})
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from sipas_lib import config
 from sipas_lib.runner.export import TEMPLATES_DIR
@@ -34,6 +34,9 @@ _LABELS = {
         "settings_note": "Các giá trị đã dùng, lưu trong tệp {file} của thư mục này. Nguồn: {sources}.",
         "setting": "Tham số",
         "value": "Giá trị",
+        "jump": "Đến tỉnh, thành phố",
+        "find_hint": "Mở một tỉnh, thành phố để xem phiếu điểm của các đơn vị, hoặc tìm tên hay mã đơn vị "
+                     "bằng chức năng tìm trong trang của trình duyệt (Ctrl+F).",
     },
     "en": {
         "title": "SIPAS {year} reports — run {run}",
@@ -57,6 +60,9 @@ _LABELS = {
         "settings_note": "The values used, saved as {file} in this folder. Sources: {sources}.",
         "setting": "Setting",
         "value": "Value",
+        "jump": "Go to province",
+        "find_hint": "Open a province to see its units' scorecards, or find a unit's name or id with the "
+                     "browser's find in page (Ctrl+F).",
     },
 }
 
@@ -74,11 +80,89 @@ def _unit_type_title(unit_type: str, lang: str) -> str:
     return LABELS[unit_type][lang] if unit_type in LABELS else unit_type
 
 
-def _index_sections(notebooks: Iterable[NotebookRun], labels: dict, lang: str) -> list[dict]:
-    """Stages, then each fan-out template (scorecards first) grouped by unit type in the order of
-    the registry's vocabulary, then the administrative reports."""
+#: A fan-out template with more units than this shows its groups closed (``<details>`` without
+#: ``open``): ~4,000 national scorecards would otherwise make a page one scrolls for minutes. The
+#: demo's ~150 scorecards stay open, as a list one reads through.
+OPEN_GROUPS_UP_TO = 300
+
+
+def _collation_key(text: str) -> tuple[str, str]:
+    """Sort key of a Vietnamese name: letters without their diacritics first (``Đống Đa`` beside
+    ``Dương``, not after ``Z``), the exact text to break ties."""
+    import unicodedata
+
+    bare = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    return bare.replace("Đ", "D").replace("đ", "d").casefold(), text
+
+
+def _anchor(*parts: str) -> str:
+    """An HTML id from ``parts`` (template, province, unit type): letters, digits, ``-`` and ``_`` only."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", "-".join(parts))
+
+
+def _unit_provinces(run_dir: Path, lang: str) -> dict[str, str]:
+    """``unit_id -> province name`` (in ``lang``) from the run's units registry
+    (``results/units.parquet``, :func:`sipas_lib.units.province_of`); empty without the table."""
+    from sipas_lib import schemas
+    from sipas_lib.units import province_of
+
+    try:
+        units = schemas.read_result(run_dir / "results", "units")
+    except schemas.ContractError:  # no registry (a run stopped before intake) or a broken one: the stage
+        return {}  # that wrote it failed and says why on this page; the units are then grouped by type
+    province = province_of(units).dropna()
+    names = units.assign(unit_id=units["unit_id"].astype(str)).set_index("unit_id")[f"name_{lang}"].astype(str)
+    return province.map(names).fillna(province).to_dict()
+
+
+def _fanout_section(name: str, rows: list[NotebookRun], lang: str, provinces: Mapping[str, str]) -> dict:
+    """One fan-out template's units, grouped for reading.
+
+    Units of one province (a city's survey): one group per unit type. Units of several provinces
+    (the national year: 578 departments and 3,321 communes): one group per province, A–Z, with a
+    jump list, each group holding its unit types; units without a province (the provinces
+    themselves) form a group of their own type, first. Within a group, units by name. Every group
+    carries its count and its number of failed reports; groups are open up to
+    :data:`OPEN_GROUPS_UP_TO` units in the template, and a group with a failure is always open.
+    """
     from sipas_lib.units import UNIT_TYPES
 
+    def by_type(members: list[NotebookRun]) -> list[dict]:
+        present = {r.unit_type or "" for r in members}
+        types = [t for t in UNIT_TYPES if t in present] + sorted(present - set(UNIT_TYPES))
+        return [{"title": _unit_type_title(t, lang) if t else None, "type": t,
+                 "rows": sorted((r for r in members if (r.unit_type or "") == t),
+                                key=lambda r: _collation_key(r.unit_name or r.unit_id or ""))} for t in types]
+
+    def group(title: str, anchor: str, members: list[NotebookRun], subgroups: list[dict]) -> dict:
+        failed = sum(r.status == FAILED for r in members)
+        return {"title": title, "anchor": anchor, "count": len(members), "failed": failed,
+                "open": failed > 0 or len(rows) <= OPEN_GROUPS_UP_TO, "subgroups": subgroups}
+
+    def type_groups(members: list[NotebookRun]) -> list[dict]:  # each unit type a group of its own
+        return [group(sub["title"] or "", _anchor(name, sub["type"] or "other"), sub["rows"], [{**sub, "title": None}])
+                for sub in by_type(members)]
+
+    by_province: dict[str, list[NotebookRun]] = {}
+    for r in rows:
+        by_province.setdefault(provinces.get(r.unit_id or "", ""), []).append(r)
+    named = sorted((p for p in by_province if p), key=_collation_key)
+    title = rows[0].section or rows[0].title
+    if len(named) <= 1:  # one province (a city's survey): the unit types are the groups
+        return {"title": title, "fanout": True, "jump": [], "groups": type_groups(rows)}
+    groups = type_groups(by_province.get("", []))  # units in no province (the provinces themselves) first
+    groups += [group(p, _anchor(name, "p", p), by_province[p], by_type(by_province[p])) for p in named]
+    return {"title": title, "fanout": True, "groups": groups,
+            "jump": [(g["anchor"], g["title"], g["count"]) for g in groups]}
+
+
+def _index_sections(notebooks: Iterable[NotebookRun], labels: dict, lang: str,
+                    provinces: Mapping[str, str] | None = None) -> list[dict]:
+    """Stages, then each fan-out template (scorecards first; :func:`_fanout_section`: by unit
+    type, or by province when the units span several), then the administrative reports.
+    ``provinces`` maps a unit id to its province's name (:func:`_unit_provinces`)."""
     notebooks = list(notebooks)
     # last year's results (kind "previous") come first among the stages: the index stage reads them
     stage_rows = [n for n in notebooks if n.kind in ("previous", "stage") and n.section != "admin"]
@@ -90,18 +174,10 @@ def _index_sections(notebooks: Iterable[NotebookRun], labels: dict, lang: str) -
             templates.append(nb.name)
     for name in templates:
         rows = [n for n in notebooks if n.kind == "fanout" and n.name == name]
-        title = rows[0].section or rows[0].title
-        present = {r.unit_type for r in rows if r.unit_type}
-        types = [t for t in UNIT_TYPES if t in present] + sorted(present - set(UNIT_TYPES))
-        groups = []
-        for t in types:  # ~150 scorecards: one titled group per unit type, with its count, units by name
-            members = sorted((r for r in rows if r.unit_type == t), key=lambda r: (r.unit_name or r.unit_id or "").lower())
-            groups.append({"title": f"{_unit_type_title(t, lang)} ({len(members)})", "anchor": f"{name}-{t}",
-                           "rows": members})
-        unassigned = [r for r in rows if not r.unit_type]
-        if unassigned:
-            groups.append({"title": None, "rows": unassigned})
-        sections.append({"title": title, "groups": groups})
+        if len(rows) == 1 and not rows[0].unit_id:  # the template's placeholder: skipped or failed before its units
+            sections.append({"title": rows[0].section or rows[0].title, "groups": [{"title": None, "rows": rows}]})
+            continue
+        sections.append(_fanout_section(name, rows, lang, provinces or {}))
     if admin_rows:
         sections.append({"title": labels["admin"], "groups": [{"title": None, "rows": admin_rows}]})
     return sections
@@ -133,6 +209,10 @@ def write_index(summary: RunSummary, lang: str | None = None, download_problems:
     (SPSS, Stata, Excel, PDF, XLSForm; :func:`sipas_lib.exports.list_downloads`) with
     ``download_problems`` (what could not be written) under them.
 
+    The per-unit reports are grouped for reading at any size (:func:`_fanout_section`): by unit
+    type for a city's survey, by province (A–Z, closed ``<details>`` with counts and a jump list)
+    when the units span several provinces; the page needs no JavaScript.
+
     Links are relative to the run folder, so the folder can be zipped and opened anywhere.
     All text (unit names, titles, error messages, setting values) is HTML-escaped by the template engine.
     """
@@ -162,7 +242,7 @@ def write_index(summary: RunSummary, lang: str | None = None, download_problems:
         lang=lang,
         labels=labels,
         title=labels["title"].format(year=settings.year if settings is not None else "", run=run_dir.name),
-        sections=_index_sections(summary.notebooks, labels, lang),
+        sections=_index_sections(summary.notebooks, labels, lang, _unit_provinces(run_dir, lang)),
         href=href,
         seconds=lambda s: _seconds(s, lang),
         summary_line=labels["summary"].format(**counts),

@@ -28,6 +28,16 @@ TARGET_STATUSES = ("met", "not_met", "not_distinguishable", "met_point", "not_me
 QUADRANTS = ("concentrate_here", "keep_up", "low_priority", "possible_overkill")
 RELATIONS = ("better", "worse", "tied")
 POSITIONS = ("above", "below", "within")
+LEAGUE_DESCRIPTION = ("who the unit is ranked against: its unit type (e.g. commune), or province:unit type "
+                      "(e.g. P01:commune) when ranked within its province")
+
+
+def _added(column: pa.Column) -> pa.Column:
+    """A column stage 50 always writes that earlier runs' tables lack (read as last year's results)."""
+    column.required = False
+    return column
+
+
 #: Why a unit has no rank (``ranks.not_ranked_reason``).
 NOT_RANKED_REASONS = ("below_min_n", "no_estimate", "no_responses", "all_blank")
 BREAKDOWN_VARIABLES = ("gender", "age_group", "education", "channel", "field")
@@ -70,17 +80,22 @@ register("city_indices", "index_ranking",
          }, keys=("scope", "level", "code"))
 
 register("ranks", "index_ranking",
-         "One row per unit: its overall SIPAS index and rank within its unit type, with simultaneous and marginal "
-         "confidence sets for the rank (Mogstad, Romano, Shaikh & Wilhelm 2024) and the empirical-Bayes companion. "
-         "Units below the publication minimum or without usable forms are listed without a rank, with the reason.", {
+         "One row per unit: its overall SIPAS index and rank within its league (its unit type, or its unit type "
+         "within its province when the units span several provinces: index_ranking.league_by), with simultaneous and "
+         "marginal confidence sets for the rank (Mogstad, Romano, Shaikh & Wilhelm 2024) and the empirical-Bayes "
+         "companion. Units below the publication minimum or without usable forms are listed without a rank, with the "
+         "reason.", {
              "unit_id": C.unit_id(),
              "unit_type": C.unit_type(),
+             "province_id": _added(C.unit_id("the unit's province (units registry; empty for a province itself)",
+                                             nullable=True)),
+             "league": _added(C.text(LEAGUE_DESCRIPTION)),
              "estimate": C.share("overall SIPAS index"),
              "se": C.number("design-based standard error", min_value=0),
              "ci_low": C.share("lower limit of the index at the run's level"),
              "ci_high": C.share("upper limit of the index at the run's level"),
              "ci_method": C.text("normal or wilson (see indices)", CI_METHODS, nullable=True),
-             "rank": C.integer("estimated rank in the unit type, 1 = best", nullable=True),
+             "rank": C.integer("estimated rank in the league, 1 = best", nullable=True),
              "rank_ci_low": C.integer("best rank of the simultaneous confidence set", nullable=True),
              "rank_ci_high": C.integer("worst rank of the simultaneous confidence set", nullable=True),
              "n_better": C.count("units significantly better (simultaneous tests)", nullable=True),
@@ -94,7 +109,7 @@ register("ranks", "index_ranking",
              "eb_estimate": C.share("empirical-Bayes shrunken index (model-based)"),
              "eb_se": C.number("posterior standard deviation of the shrunken index", min_value=0),
              "expected_rank": C.number("expected rank under the empirical-Bayes model (Laird & Louis 1989)"),
-             "n_units": C.count("units ranked in the unit type", nullable=True),
+             "n_units": C.count("units ranked in the league", nullable=True),
              "n": C.count("respondents of the unit"),
              "publishable": C.flag("the unit has at least common.min_publish_n respondents"),
              "not_ranked_reason": C.text("why the unit has no rank: below_min_n (fewer respondents than the "
@@ -105,8 +120,9 @@ register("ranks", "index_ranking",
          }, keys=("unit_id",))
 
 register("rank_pairs", "index_ranking",
-         "One row per ordered pair of ranked units of the same type: whether the first is significantly better, "
+         "One row per ordered pair of ranked units of the same league: whether the first is significantly better, "
          "worse, or cannot be told apart (simultaneous max-t tests at the run's level).", {
+             "league": _added(C.text(LEAGUE_DESCRIPTION)),
              "unit_type": C.unit_type(),
              "unit_id": C.unit_id("unit (row)"),
              "other": C.unit_id("unit compared with"),
@@ -315,6 +331,7 @@ SMALL_AREA_TYPES = {
 #: sipas_lib.small_area.METHODS / TRANSFORMS
 SMALL_AREA_METHODS = ("REML", "ML")
 SMALL_AREA_TRANSFORMS = ("identity", "arcsine", "logit")
+SMALL_AREA_VARIANCES = ("smoothed", "direct")
 
 register("small_area", "index_ranking",
          "One row per unit of a modelled type: its direct overall SIPAS index and the MODEL-BASED (Fay–Herriot, "
@@ -329,10 +346,14 @@ register("small_area", "index_ranking",
              "direct_se": C.number("design-based standard error of the direct index", min_value=0),
              "direct_ci_low": C.share("lower limit of the direct index at the run's level (normal)"),
              "direct_ci_high": C.share("upper limit of the direct index at the run's level (normal)"),
-             "sampling_variance": C.number("sampling variance used by the model, on the model scale (smoothed where "
+             "sampling_variance": C.number("sampling variance D used by the model, on the model scale (smoothed where "
                                            "variance_smoothed)", min_value=0),
-             "variance_smoothed": C.flag("the design variance was zero, missing or from too few respondents and was "
-                                         "replaced by the generalized variance function s²/n"),
+             "sampling_variance_direct": C.number("the unit's own design variance on the model scale (delta method); "
+                                                  "empty when zero, missing or from too few respondents", min_value=0),
+             "variance_smoothed": C.flag("D is a generalized variance function: every unit with a sample when variance "
+                                         "= smoothed (pooled deff/(4n) on the arcsine scale); with variance = direct only "
+                                         "units whose design variance was zero, missing or from too few respondents "
+                                         "(s²/n)"),
              "synthetic": C.number("regression (synthetic) estimate x'β on the model scale"),
              "shrinkage": C.share("γ = A/(A + D): weight of the direct estimate in the model-based one (0: synthetic)"),
              "model_estimate": C.share("model-based (EBLUP) index, back-transformed to the share scale"),
@@ -361,6 +382,8 @@ register("small_area", "index_ranking",
              "direct_rank_ci_high": C.integer("worst rank of that set", nullable=True),
              "method": C.text("estimator of the area variance", SMALL_AREA_METHODS),
              "transform": C.text("scale of the model", SMALL_AREA_TRANSFORMS),
+             "variance": C.text("sampling variances of the model (index_ranking.small_area_variance)",
+                                SMALL_AREA_VARIANCES),
              "official": C.text("which index the run publishes (index_ranking.use_model_for_ranks)",
                                 ("direct", "model")),
              "conf_level": C.share("confidence level of the intervals and rank sets"),
@@ -380,7 +403,10 @@ register("small_area_model", "index_ranking",
                                        min_value=0),
              "n_areas": C.count("units with a sample in the model"),
              "n_synthetic": C.count("units with a synthetic estimate"),
-             "n_smoothed": C.count("units whose sampling variance was smoothed"),
+             "n_smoothed": C.count("units whose own design variance was zero, missing or from too few respondents "
+                                   "(smoothed under either variance option)"),
+             "gvf_deff": C.number("pooled (median) design effect of the smoothed variances deff/(4n) (empty: "
+                                  "variance = direct)", min_value=0, nullable=True),
              "city_direct": C.share("direct city index of the unit type"),
              "city_model": C.share("model-based indices aggregated with the units' weighted populations"),
              "benchmark_ratio": C.number("city_direct / city_model", min_value=0),
@@ -388,6 +414,7 @@ register("small_area_model", "index_ranking",
              "mse_bootstrap_ratio": C.number("median over units of bootstrap MSE / analytic MSE", min_value=0),
              "method": C.text("estimator of the area variance", SMALL_AREA_METHODS),
              "transform": C.text("scale of the model", SMALL_AREA_TRANSFORMS),
+             "variance": C.text("sampling variances of the model", SMALL_AREA_VARIANCES),
          }, keys=("unit_type", "term"), optional=True)
 
 register("published_context", "index_ranking",

@@ -13,7 +13,7 @@ Nothing is written: the annual report's output is its HTML page.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import pandas as pd
 
@@ -22,6 +22,7 @@ from sipas_lib.index import DEFAULT_TARGETS, OVERALL_CODE
 from sipas_lib.instrument import instrument_for_unit_type
 from sipas_lib.settings import Settings, load_run_settings
 from sipas_lib.stages import StageError
+from sipas_lib.units import province_of
 from sipas_lib.weighting import DesignSpec
 
 #: Unit types with a league table, in the report's order (those present in the run are shown).
@@ -168,9 +169,7 @@ def league_sections(league: pd.DataFrame, units: pd.DataFrame, lang: str = "vi",
     """
     unit_types = tuple(dict.fromkeys(league["unit_type"])) if unit_types is None else unit_types
     names = units.set_index("unit_id")[f"name_{lang}"]
-    types = units.set_index("unit_id")["unit_type"]
-    parent = league["unit_id"].map(units.set_index("unit_id")["parent_id"])
-    province = parent.where(parent.map(types).eq("province"))
+    province = league["unit_id"].map(province_of(units))
     order = {p: i for i, p in enumerate(units.loc[units["unit_type"] == "province", "unit_id"])}
     sections = []
     for unit_type in unit_types:
@@ -184,6 +183,68 @@ def league_sections(league: pd.DataFrame, units: pd.DataFrame, lang: str = "vi",
         if where.isna().any():
             sections.append((unit_type, None, rows.loc[where.isna()]))
     return sections
+
+
+class ReportFormats(Protocol):
+    """The reader's texts and number formats :func:`league_rows` prints with (the notebook's
+    :class:`sipas_lib.notebook.NotebookContext` is one): the stage formats no number itself."""
+
+    @property
+    def level_label(self) -> str: ...  # "95 %": the confidence level as interval labels print it
+
+    def label(self, key: str, **values: Any) -> str: ...
+
+    def pct(self, share: float | None, decimals: int = 1) -> str: ...
+
+    def num(self, value: float | None, decimals: int = 0) -> str: ...
+
+    def pp(self, change: float | None, decimals: int = 1) -> str: ...
+
+    def ci(self, low: float | None, high: float | None, decimals: int = 1) -> str: ...
+
+
+def _rank_set_text(fmt: ReportFormats, low: pd.Series, high: pd.Series) -> list[str]:
+    """``"3–9"`` per unit (``"1.204–1.310"`` in Vietnamese at national size), ``"–"`` without a set."""
+    return [f"{fmt.num(a)}–{fmt.num(b)}" if pd.notna(a) and pd.notna(b) else "–" for a, b in zip(low, high)]
+
+
+def league_rows(section: pd.DataFrame, fmt: ReportFormats, names: Mapping[str, str], min_n: int) -> pd.DataFrame:
+    """One section of the league table (:func:`league_sections`) as the report prints it.
+
+    Columns, headed in the reader's language: rank, unit, the direct index with its interval,
+    the model-based index with its interval (only when stage 50 modelled the section's type),
+    the rank confidence sets (simultaneous and marginal; the model-based set instead when the
+    run publishes model-based ranks, ``official == "model"``), respondents, last year's change
+    (``†`` marks an indicative change across the 2025 reform) and the publication status, plus
+    ``_flag`` (True for a unit below the publication minimum ``min_n``: shown in grey italics).
+    The official index's header carries the official mark when both indices are shown. Pure
+    formatting of the stages' values: one row per row of ``section``, in its order.
+    """
+    modelled = bool(section["model_estimate"].notna().any())
+    by_model = bool((section["official"] == "model").any())
+    level = fmt.level_label
+    direct, model = fmt.label("index_direct" if modelled else "index"), fmt.label("index_model", level=level)
+    if modelled:
+        direct, model = ((direct, fmt.label("official_mark", column=model)) if by_model
+                         else (fmt.label("official_mark", column=direct), model))
+    sets = ([("rank_set_model", "model_rank_ci_low", "model_rank_ci_high")] if by_model else
+            [("rank_set_sim", "rank_ci_low", "rank_ci_high"),
+             ("rank_set_marg", "rank_ci_low_marginal", "rank_ci_high_marginal")])
+    columns = {
+        fmt.label("rank"): [fmt.num(r) if pd.notna(r) else "–" for r in section["model_rank" if by_model else "rank"]],
+        fmt.label("unit"): [names.get(u, u) for u in section["unit_id"]],
+        direct: [fmt.pct(v, 2) for v in section["estimate"]],
+        fmt.label("ci_level", level=level): [fmt.ci(a, b) for a, b in zip(section["ci_low"], section["ci_high"])],
+        **({model: [f"{fmt.pct(e, 2)} ({fmt.ci(a, b)})" if pd.notna(e) else "–" for e, a, b in
+                    zip(section["model_estimate"], section["model_ci_low"], section["model_ci_high"])]}
+           if modelled else {}),
+        **{fmt.label(key, level=level): _rank_set_text(fmt, section[low], section[high]) for key, low, high in sets},
+        fmt.label("n_resp"): [fmt.num(v) for v in section["n"]],
+        fmt.label("change"): [fmt.pp(v) + (" †" if indicative and pd.notna(v) else "")
+                              for v, indicative in zip(section["change"], section["change_indicative"])],
+        fmt.label("status"): ["" if ok else fmt.label("flag_too_few", min_n=min_n) for ok in section["publishable"]],
+    }
+    return pd.DataFrame({**columns, "_flag": ~section["publishable"].to_numpy(dtype=bool)})
 
 
 def with_model_based(league: pd.DataFrame, small_area: pd.DataFrame | None) -> pd.DataFrame:

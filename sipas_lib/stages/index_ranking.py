@@ -8,9 +8,11 @@ everything notebook ``50_index_ranking`` shows:
 * criterion, element and overall indices per unit (``indices``) and for the city (``city_indices``),
   aggregated with the named rule ``index_ranking.rule`` (:mod:`sipas_lib.index`), with the
   ``publishable`` flag (``common.min_publish_n`` respondents);
-* league tables per unit type with simultaneous and marginal rank confidence sets, top/bottom-k
-  sets (``index_ranking.k_top``) and the empirical-Bayes companion (``ranks``); pairwise
-  better/worse/tied verdicts (``rank_pairs``); funnel-plot positions and control limits
+* league tables with simultaneous and marginal rank confidence sets, top/bottom-k sets
+  (``index_ranking.k_top``) and the empirical-Bayes companion (``ranks``); pairwise
+  better/worse/tied verdicts (``rank_pairs``). A league is a unit type, or a unit type within a
+  province when the units span several provinces (``index_ranking.league_by``, :func:`unit_leagues`:
+  the communes of the whole country are ranked within their province); funnel-plot positions and control limits
   (``funnel_points``, ``funnel_limits``);
 * the plan 143/KH-UBND targets (``targets``), each unit's weakest criteria (``priorities``),
   the index by respondent group (``breakdowns``), the key-driver model (``key_drivers``);
@@ -48,6 +50,7 @@ from sipas_lib.config import PACKAGE_DIR, RunPaths
 from sipas_lib.instrument import Instrument, load_instrument
 from sipas_lib.settings import Settings, load_run_settings
 from sipas_lib.stages import StageError
+from sipas_lib.units import province_of
 
 STAGE = "index_ranking"
 #: The district form holds every criterion of both forms (c01-c18) and the local-governance items
@@ -59,6 +62,18 @@ N_WEAKEST = 3
 BREAKDOWN_VARIABLES = ("gender", "age_group", "education", "channel", "field")
 #: Unit types that are ranked against each other (each type separately).
 RANKED_TYPES = ("department", "district", "commune", "ward", "province")
+#: ``index_ranking.league_by``: who is ranked against whom (:func:`unit_leagues`).
+LEAGUE_BY = ("auto", "unit_type", "province_unit_type")
+#: Most ranked units in one league. The simultaneous and marginal sets cost n_draws x units^2 per
+#: step-down pass (bench/bench_ranking.py: about 2.3 CPU-s for a league of 170 units and 10,000 draws, so
+#: about 30 CPU-s at 600); one league of the country's 2,634 communes would cost 240 times that of 170 units,
+#: 10 CPU-minutes or more, with a pairs table of 7 million rows, and a commune is rated against its own
+#: province's communes anyway.
+MAX_LEAGUE_UNITS = 600
+#: Most units a one-row-per-unit chart or table of notebook 50 shows (:func:`chart_units`). A row is about
+#: 0.2 in, so 150 rows are two printed pages, the most a reader scans; the demo's largest such chart (all 141
+#: units against the plan's target) stays whole, the country's 2,634 communes do not.
+MAX_CHART_UNITS = 150
 #: Control limits of the funnel plot besides the run's level (Spiegelhalter's "3 sigma").
 FUNNEL_OUTER_LEVEL = 0.998
 #: Local unit types after the 2025 reform, and the legacy local type (pre-2025 districts) they replaced.
@@ -128,28 +143,72 @@ def city_figures(design, instrument: Instrument, *, rule: str, level: float, min
     return ix.small_sample_intervals(out, level=level, min_n=min_n)
 
 
-def league_tables(indices: pd.DataFrame, cov: pd.DataFrame, excluded: pd.DataFrame, *, level: float,
-                  min_n: int, k_top: int, n_draws: int, seed: int | None) -> pd.DataFrame:
-    """Ranks per unit type with confidence sets (``ranks``), from the units' overall indices.
+def unit_leagues(units: pd.DataFrame, province: pd.Series | None, league_by: str = "auto") -> pd.DataFrame:
+    """The league each unit is ranked in: ``unit_id, province_id, league``.
 
-    :func:`sipas_lib.ranking.rank_table` with the design covariance ``cov`` of the overall
+    ``units`` has ``unit_id, unit_type``; ``province`` maps unit id -> province id
+    (:func:`sipas_lib.units.province_of` of the run's registry; ``None`` without one). With
+    ``league_by = "unit_type"`` a league is a unit type (``league`` = the type, e.g. ``commune``);
+    with ``"province_unit_type"`` it is a unit type within a province (``P01:commune``; a unit with
+    no province, e.g. a province itself, stays in its type's league); ``"auto"`` chooses the
+    latter when the units span more than one province, so a city's survey keeps one league per type.
+    """
+    if league_by not in LEAGUE_BY:
+        raise StageError(f"index_ranking.league_by = {league_by!r}: choose one of {list(LEAGUE_BY)}")
+    ids = units["unit_id"].astype(str)
+    where = ids.map(province) if province is not None else pd.Series(np.nan, index=units.index, dtype=object)
+    if league_by == "province_unit_type" and province is None:
+        raise StageError("index_ranking.league_by = 'province_unit_type' needs the units registry (results/units "
+                         "of stage 20), which this run does not have")
+    by_province = league_by == "province_unit_type" or (league_by == "auto" and where.dropna().nunique() > 1)
+    kind = units["unit_type"].astype(str)
+    league = (where.astype(object) + ":" + kind).where(where.notna() & by_province, kind) if by_province else kind
+    return pd.DataFrame({"unit_id": ids.to_numpy(), "province_id": pd.array(where.to_numpy(), dtype="string"),
+                         "league": league.to_numpy(dtype=str)})
+
+
+def league_tables(indices: pd.DataFrame, cov: pd.DataFrame, excluded: pd.DataFrame, *, level: float,
+                  min_n: int, k_top: int, n_draws: int, seed: int | None, province: pd.Series | None = None,
+                  league_by: str = "auto", pairs: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Ranks per league with confidence sets (``ranks``), from the units' overall indices.
+
+    :func:`sipas_lib.ranking.rank_table` by league (:func:`unit_leagues` with ``province`` and
+    ``league_by``), each league with its block of the design covariance ``cov`` of the overall
     indices; adds each unit's interval at ``level`` (``ci_low``, ``ci_high``, ``ci_method`` from
     ``indices``) and ``not_ranked_reason``: ``below_min_n``, ``no_estimate``, or for the units
     weighting left out (``excluded``: ``unit_id, unit_type, reason``) their reason there
-    (``no_responses``, ``all_blank``).
+    (``no_responses``, ``all_blank``). With ``pairs`` also the better/worse/tied verdict of every
+    ordered pair of a league (``rank_pairs``), from the same rejections as the simultaneous sets.
+
+    Raises :class:`StageError` naming ``index_ranking.league_by`` when a league would have more
+    than :data:`MAX_LEAGUE_UNITS` ranked units.
     """
     overall = indices.loc[indices["level"] == "overall"].reset_index(drop=True)
-    ranks = rk.rank_table(overall, by="unit_type", cov=cov, level=level, k_top=k_top, min_n=min_n,
-                          n_boot=n_draws, seed=seed)
-    ranks = ranks.merge(overall[["unit_id", "ci_low", "ci_high", "ci_method"]], on="unit_id", how="left")
+    left_out = excluded.loc[~excluded["unit_id"].isin(overall["unit_id"])]
+    leagues = unit_leagues(pd.concat([overall[["unit_id", "unit_type"]], left_out[["unit_id", "unit_type"]]],
+                                     ignore_index=True),
+                           province, league_by)
+    overall = overall.merge(leagues, on="unit_id", how="left", validate="1:1")
+    ranked = overall.loc[(overall["n"] >= min_n) & overall["estimate"].notna() & overall["se"].notna(), "league"]
+    sizes = ranked.value_counts()
+    if len(sizes) and sizes.iloc[0] > MAX_LEAGUE_UNITS:
+        raise StageError(
+            f"index_ranking.league_by = {league_by!r}: league {sizes.index[0]!r} has {sizes.iloc[0]:,} ranked units; "
+            f"rank confidence sets cost index_ranking.n_draws x units² per step, so at most {MAX_LEAGUE_UNITS} units "
+            "are ranked in one league. Set index_ranking.league_by to province_unit_type (or auto) to rank each unit "
+            "within its province.")
+    ranks, verdicts = rk.rank_table(overall, by="league", cov=cov, level=level, k_top=k_top, min_n=min_n,
+                                    n_boot=n_draws, seed=seed, pairs=True)
+    ranks = ranks.merge(overall[["unit_id", "unit_type", "province_id", "ci_low", "ci_high", "ci_method"]],
+                        on="unit_id", how="left")
     no_estimate = ranks["estimate"].isna() | ranks["se"].isna()
     ranks["not_ranked_reason"] = pd.array(
         np.where(ranks["rank"].notna(), None, np.where(no_estimate, "no_estimate", "below_min_n")), dtype="string")
-    left_out = excluded.loc[~excluded["unit_id"].isin(ranks["unit_id"])]
     if len(left_out):
         rows = pd.DataFrame({"unit_id": left_out["unit_id"].to_numpy(), "unit_type": left_out["unit_type"].to_numpy(),
                              "n": 0, "publishable": False, "not_ranked_reason": left_out["reason"].to_numpy(),
                              "conf_level": level})
+        rows = rows.merge(leagues, on="unit_id", how="left")
         ranks = pd.concat([ranks, rows], ignore_index=True)
         ranks["not_ranked_reason"] = ranks["not_ranked_reason"].astype("string")
     for col in ("in_top_k", "in_bottom_k"):
@@ -159,27 +218,49 @@ def league_tables(indices: pd.DataFrame, cov: pd.DataFrame, excluded: pd.DataFra
         ranks[col] = ranks[col].astype("Int64")
     ranks["n"] = ranks["n"].astype("int64")
     ranks["publishable"] = ranks["publishable"].astype(bool)
-    return ranks.sort_values(["unit_type", "rank", "unit_id"], kind="stable", na_position="last").reset_index(drop=True)
+    ranks["province_id"] = ranks["province_id"].astype("string")
+    ranks["league"] = ranks["league"].astype(str)
+    ranks = ranks.sort_values(["unit_type", "league", "rank", "unit_id"], kind="stable",
+                              na_position="last").reset_index(drop=True)
+    return (ranks, pair_table(verdicts, ranks)) if pairs else ranks
 
 
-def pairwise_table(ranks: pd.DataFrame, cov: pd.DataFrame, *, level: float, n_draws: int,
-                   seed: int | None) -> pd.DataFrame:
-    """Better / worse / tied for every ordered pair of ranked units of one type (``rank_pairs``).
+def chart_units(table: pd.DataFrame, limit: int = MAX_CHART_UNITS) -> pd.DataFrame:
+    """The rows a one-row-per-unit chart or table shows: all of ``table`` up to ``limit`` rows, else the
+    ``limit // 2`` with the highest and the ``limit // 2`` with the lowest ``estimate`` (best first)."""
+    if len(table) <= limit:
+        return table
+    order = table.sort_values("estimate", ascending=False, kind="stable")
+    return pd.concat([order.head(limit // 2), order.tail(limit // 2)])
 
-    :func:`sipas_lib.ranking.tied_pairs` with the same draws and seed as the rank sets.
+
+def league_summary(ranks: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per league with ranked units, in the league table's order: ``league, unit_type, province_id,
+    n_units, first`` (the unit ranked first), ``median_width`` (median of ``rank_ci_high - rank_ci_low + 1``
+    over the simultaneous sets), ``tied_share`` (share of the league's ordered pairs that are ``tied``;
+    NaN for a league of one), ``n_top`` (units in the top-``k_top`` set) and ``k_top``.
+
+    The notebook's view of a run with many leagues, instead of one pair-by-pair matrix per league.
     """
-    parts = []
-    for unit_type, g in ranks.loc[ranks["rank"].notna()].groupby("unit_type", sort=True):
-        if len(g) < 2:
-            continue
-        g = g.sort_values("rank")
-        est = pd.Series(g["estimate"].to_numpy(float), index=g["unit_id"].to_numpy())
-        pairs = rk.tied_pairs(est, cov.loc[est.index, est.index], level=level, n_boot=n_draws, seed=seed)
-        parts.append(pairs.rename(columns={"unit": "unit_id"}).assign(unit_type=unit_type))
-    if not parts:
+    ranked = ranks.loc[ranks["rank"].notna()]
+    width = (ranked["rank_ci_high"] - ranked["rank_ci_low"] + 1).astype(float)
+    out = ranked.assign(width=width, top=ranked["in_top_k"].astype(bool)).groupby("league", sort=False).agg(
+        unit_type=("unit_type", "first"), province_id=("province_id", "first"), n_units=("unit_id", "size"),
+        first=("unit_id", "first"), median_width=("width", "median"), n_top=("top", "sum"), k_top=("k_top", "first"))
+    out["tied_share"] = pairs["relation"].eq("tied").groupby(pairs["league"]).mean().reindex(out.index)
+    return out.reset_index()
+
+
+def pair_table(verdicts: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
+    """``rank_pairs`` from :func:`sipas_lib.ranking.rank_table`'s verdicts (``league, unit, other, relation``):
+    with each unit's type, rows in the league table's order (unit, then the unit compared with)."""
+    if verdicts.empty:
         return _empty("rank_pairs")
-    out = pd.concat(parts, ignore_index=True)
-    return out[["unit_type", "unit_id", "other", "relation"]].astype({"unit_id": str, "other": str})
+    position = pd.Series(np.arange(len(ranks)), index=ranks["unit_id"].to_numpy())
+    out = verdicts.rename(columns={"unit": "unit_id"}).astype({"unit_id": str, "other": str})
+    out["unit_type"] = out["unit_id"].map(ranks.set_index("unit_id")["unit_type"])
+    order = np.lexsort((out["other"].map(position).to_numpy(), out["unit_id"].map(position).to_numpy()))
+    return out.iloc[order][list(schemas.contract("rank_pairs").columns)].reset_index(drop=True)
 
 
 def funnel_tables(ranks: pd.DataFrame, indices: pd.DataFrame, city: pd.DataFrame, *,
@@ -465,15 +546,29 @@ def national_path(province: str = "Ha Noi") -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 # small-area estimates (issue 14): Fay–Herriot with the units' administrative records
 # ------------------------------------------------------------------------------------------------
+def _sets_by_league(estimates: pd.Series, cov: pd.DataFrame, league: np.ndarray, *, level: float, n_draws: int,
+                    seed: int | None) -> pd.DataFrame:
+    """Simultaneous rank confidence sets within each league (``league`` aligned with ``estimates``)."""
+    parts = []
+    for name in pd.unique(league):
+        ids = estimates.index[league == name]
+        parts.append(rk.rank_confidence_sets(estimates.loc[ids], cov.loc[ids, ids], level=level, n_boot=n_draws,
+                                             seed=seed))
+    return pd.concat(parts, ignore_index=True)
+
+
 def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.DataFrame,
                      covariates: pd.DataFrame, frame_weights: pd.Series, *, terms: list[str], method: str,
                      transform: str, ratio_benchmark: bool, level: float, n_boot: int, n_draws: int,
-                     seed: int | None, official: str = "direct", direct_cov: pd.DataFrame | None = None
+                     seed: int | None, official: str = "direct", direct_cov: pd.DataFrame | None = None,
+                     variance: str = "smoothed", leagues: pd.Series | None = None,
                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """Model-based (Fay–Herriot) indices per unit next to the direct ones (``small_area``, ``small_area_model``).
 
     One model per ranked unit type (:func:`sipas_lib.small_area.fay_herriot`): the direct overall
-    index and its design variance, the covariates ``terms`` from ``covariates``
+    index and its design variance (``variance``: ``"smoothed"`` every unit's sampling variance from
+    the pooled-design-effect GVF, ``"direct"`` each unit's own; :data:`sipas_lib.small_area.VARIANCES`),
+    the covariates ``terms`` from ``covariates``
     (:func:`sipas_lib.small_area.admin_covariates`). Units weighting left out (``excluded``) get
     the synthetic estimate. Adds the parametric-bootstrap MSE (``n_boot`` draws, 0 = none), the
     benchmarking check against the city's direct index of the type (aggregated with
@@ -481,8 +576,11 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
     estimates by the ratio) and rank confidence sets from the model-based estimates and their MSE
     matrix (MODEL-BASED; the league table ``ranks`` stays direct), and for comparison the direct
     rank sets over the same units (those with a sample, below the publication minimum too; the design
-    covariance ``direct_cov`` of the overall indices, or independent units without it). Returns the
-    two tables and the unit types that could not be modelled (type -> reason).
+    covariance ``direct_cov`` of the overall indices, or independent units without it). Rank sets,
+    model-based and direct, are taken within each league of the league table (``leagues``: unit id ->
+    league, as ``ranks.league``; one league per unit type without it), so a national run ranks a commune
+    among its province's communes, as ``ranks`` does. Returns the two tables and the unit types that
+    could not be modelled (type -> reason).
     """
     from sipas_lib import small_area as sa
 
@@ -495,7 +593,7 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
     for unit_type, g in areas.loc[areas["unit_type"].isin(RANKED_TYPES)].groupby("unit_type", sort=True):
         g = g.loc[g[terms].notna().all(axis=1)].reset_index(drop=True)
         try:
-            fit = sa.fay_herriot(g, terms, method=method, transform=transform, level=level)
+            fit = sa.fay_herriot(g, terms, method=method, transform=transform, level=level, variance=variance)
         except ValueError as err:
             skipped[str(unit_type)] = str(err)
             continue
@@ -518,9 +616,11 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
         scale = (t["model_se"] / np.sqrt(t["mse"])).to_numpy(float)
         cov_share = fit.mse_cov.to_numpy() * np.outer(scale, scale)
         ids = t["unit_id"].to_numpy()
-        sets = rk.rank_confidence_sets(pd.Series(t["model_estimate"].to_numpy(float), index=ids),
-                                       pd.DataFrame(cov_share, index=ids, columns=ids), level=level,
-                                       n_boot=n_draws, seed=seed)
+        league = (t["unit_id"].map(leagues) if leagues is not None else pd.Series(unit_type, index=t.index))
+        league = league.fillna(str(unit_type)).to_numpy(str)
+        ranked_in = dict(level=level, n_draws=n_draws, seed=seed)
+        sets = _sets_by_league(pd.Series(t["model_estimate"].to_numpy(float), index=ids),
+                               pd.DataFrame(cov_share, index=ids, columns=ids), league, **ranked_in)
         t = t.merge(sets[["unit", "rank", "rank_ci_low", "rank_ci_high"]].rename(columns={
             "unit": "unit_id", "rank": "model_rank", "rank_ci_low": "model_rank_ci_low",
             "rank_ci_high": "model_rank_ci_high"}), on="unit_id", how="left")
@@ -528,7 +628,7 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
         est = pd.Series(s["direct"].to_numpy(float), index=s["unit_id"].to_numpy())
         cov_d = (direct_cov.loc[est.index, est.index] if direct_cov is not None
                  else pd.DataFrame(np.diag(s["direct_se"].to_numpy(float) ** 2), index=est.index, columns=est.index))
-        direct_sets = rk.rank_confidence_sets(est, cov_d, level=level, n_boot=n_draws, seed=seed)
+        direct_sets = _sets_by_league(est, cov_d, league[sampled], **ranked_in)
         t = t.merge(direct_sets[["unit", "rank", "rank_ci_low", "rank_ci_high"]].rename(columns={
             "unit": "unit_id", "rank": "direct_rank", "rank_ci_low": "direct_rank_ci_low",
             "rank_ci_high": "direct_rank_ci_high"}), on="unit_id", how="left")
@@ -536,25 +636,28 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
         models.append(fit.coefficients.assign(
             unit_type=unit_type, area_variance=fit.area_variance, n_areas=fit.n_areas,
             n_synthetic=int((t["estimate_type"] != "eblup").sum()),
-            n_smoothed=int(t["variance_smoothed"].sum()), city_direct=city_direct,
+            # units whose own design variance was unusable (zero, missing, too few respondents): smoothed either way
+            n_smoothed=int((sampled & t["sampling_variance_direct"].isna()).sum()), gvf_deff=fit.gvf_deff,
+            city_direct=city_direct,
             city_model=aggregate, benchmark_ratio=ratio, ratio_benchmarked=bool(ratio_benchmark),
             mse_bootstrap_ratio=float(np.nanmedian(t["mse_bootstrap"] / t["mse"])) if n_boot > 0 else np.nan))
     if not rows:
         return _empty("small_area"), _empty("small_area_model"), skipped
     out = pd.concat(rows, ignore_index=True).assign(method=method, transform=transform, official=official,
-                                                    conf_level=level)
+                                                    conf_level=level, variance=variance)
     for col in ("model_rank", "model_rank_ci_low", "model_rank_ci_high", "direct_rank", "direct_rank_ci_low",
                 "direct_rank_ci_high"):
         out[col] = out[col].astype("Int64")
     out["n"] = out["n"].astype("int64")
-    model = pd.concat(models, ignore_index=True).assign(method=method, transform=transform)
+    model = pd.concat(models, ignore_index=True).assign(method=method, transform=transform, variance=variance)
     model["n_areas"] = model["n_areas"].astype("int64")
     return (out[schemas.contract("small_area").columns].sort_values(["unit_type", "unit_id"]).reset_index(drop=True),
             model[schemas.contract("small_area_model").columns], skipped)
 
 
 def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFrame, city: pd.DataFrame,
-                excluded: pd.DataFrame, cov: pd.DataFrame, skipped: dict[str, str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+                excluded: pd.DataFrame, cov: pd.DataFrame, skipped: dict[str, str], *,
+                leagues: pd.Series | None = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """Stage 50's small-area step: covariates from the year's administrative tables, then :func:`small_area_table`.
 
     Optional: without the administrative tables (or no unit type that can be modelled) nothing
@@ -575,11 +678,12 @@ def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFra
     unknown = [t for t in terms if t not in sa.COVARIATES]
     if unknown:
         raise StageError(f"index_ranking.small_area_covariates: unknown {unknown}; choose from {list(sa.COVARIATES)}")
-    for key, allowed in (("small_area_method", sa.METHODS), ("small_area_transform", sa.TRANSFORMS)):
+    for key, allowed in (("small_area_method", sa.METHODS), ("small_area_transform", sa.TRANSFORMS),
+                         ("small_area_variance", sa.VARIANCES)):
         if opts[key] not in allowed:
             raise StageError(f"index_ranking.{key} = {opts[key]!r}: choose one of {list(allowed)}")
     try:
-        covariates = sa.admin_covariates(paths.data_dir, settings.year)
+        covariates = sa.admin_covariates(paths.data_dir, settings.year, **ar.engine_options(settings))
     except (ValueError, FileNotFoundError) as err:
         skipped["small_area"] = f"administrative tables of {paths.data_dir}: {err}"
         return None, None
@@ -589,7 +693,8 @@ def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFra
         indices, city, excluded, covariates, weights, terms=terms, method=opts["small_area_method"],
         transform=opts["small_area_transform"], ratio_benchmark=bool(opts["small_area_ratio_benchmark"]),
         level=settings.level, n_boot=int(opts["small_area_bootstrap"]), n_draws=int(opts["n_draws"]),
-        seed=settings.seed, official="model" if opts["use_model_for_ranks"] else "direct", direct_cov=cov)
+        seed=settings.seed, official="model" if opts["use_model_for_ranks"] else "direct", direct_cov=cov,
+        variance=opts["small_area_variance"], leagues=leagues)
     for unit_type, reason in failed.items():
         skipped[f"small_area:{unit_type}"] = reason
     if table.empty:
@@ -717,8 +822,10 @@ def run(paths: RunPaths, settings: Settings) -> IndexRankingTables:
     except ValueError as err:
         raise StageError(f"{schemas.result_path(paths, 'responses_weighted')}: {err}") from None
     excluded = _excluded_units(paths)
-    ranks = league_tables(indices, cov, excluded, level=level, min_n=min_n, k_top=k_top, n_draws=n_draws, seed=seed)
-    pairs = pairwise_table(ranks, cov, level=level, n_draws=n_draws, seed=seed)
+    units = schemas.read_result(paths, "units", required=False)
+    ranks, pairs = league_tables(indices, cov, excluded, level=level, min_n=min_n, k_top=k_top, n_draws=n_draws,
+                                 seed=seed, province=None if units is None else province_of(units),
+                                 league_by=str(opts.get("league_by", "auto")), pairs=True)
     points, limits = funnel_tables(ranks, indices, city, level=level)
     targets = target_table(indices, city, settings.year)
     priorities = priority_table(indices, city, instrument, min_n_item=min_n_item)
@@ -740,7 +847,8 @@ def run(paths: RunPaths, settings: Settings) -> IndexRankingTables:
         funnel_limits=limits, targets=targets, priorities=priorities, breakdowns=breakdowns,
         key_drivers=drivers, yoy=yoy, city_yoy=city_yoy, n_respondents=int(design.n), yoy_reform=reform,
         skipped=skipped)
-    small_area, small_area_model = _small_area(paths, settings, design, indices, city, excluded, cov, skipped)
+    small_area, small_area_model = _small_area(paths, settings, design, indices, city, excluded, cov, skipped,
+                                               leagues=ranks.set_index("unit_id")["league"])
     tables = replace(tables, small_area=small_area, small_area_model=small_area_model)
     tables = replace(tables, published_context=published_context(opts, settings.year, ranks, skipped))
     for name in schemas.stage_outputs(STAGE, main_only=False):

@@ -85,8 +85,10 @@ class IntakeTables:
         return {name: getattr(self, name) for name in schemas.stage_outputs(STAGE)}
 
 
-def validate_inputs(data_dir: Path) -> list[str]:
-    """Check the year's input files other than the questionnaires (:func:`sipas_lib.inputs.validate_year`).
+def validate_inputs(data_dir: Path, settings: Settings | None = None) -> list[str]:
+    """Check the year's input files other than the questionnaires (:func:`sipas_lib.inputs.validate_year`;
+    with ``settings``, dossiers partitioned by month must hold the survey year and are scanned under
+    ``common.duckdb_memory_limit``).
 
     Returns the warnings (values read with a correction), each naming file, row and column.
 
@@ -96,7 +98,10 @@ def validate_inputs(data_dir: Path) -> list[str]:
         With the message of :class:`sipas_lib.inputs.InputError` (file, row, column, expected, found).
     """
     try:
-        return list(inputs.validate_year(data_dir))
+        if settings is None:
+            return list(inputs.validate_year(data_dir))
+        return list(inputs.validate_year(data_dir, year=settings.year,
+                                         memory_limit=settings.common["duckdb_memory_limit"] or None))
     except inputs.InputError as err:
         raise StageError(str(err)) from err
 
@@ -137,7 +142,7 @@ def run(paths: config.RunPaths, settings: Settings) -> IntakeTables:
     """
     options = settings.section(STAGE)
     data_dir = paths.data_dir
-    warnings = validate_inputs(data_dir)
+    warnings = validate_inputs(data_dir, settings)
     try:
         units = inputs.read_input(data_dir, "units")
         sample = inputs.read_input(data_dir, "sample", units=units)

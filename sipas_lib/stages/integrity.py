@@ -46,6 +46,7 @@ from sipas_lib.stages import index_ranking as ir
 from sipas_lib.stages import weighting as ws
 from sipas_lib.schemas.integrity import EXCLUSION_SIGNALS
 from sipas_lib.texts import load_texts
+from sipas_lib.units import province_of
 
 STAGE = "integrity"
 _TEXTS = load_texts("integrity")
@@ -123,7 +124,8 @@ def suspect_table(suspects: pd.DataFrame, recheck_accepted: pd.DataFrame | None)
 
 
 def _overall_and_ranks(design, instrument, *, rule: str, level: float, min_n: int, k_top: int, n_draws: int,
-                       seed: int, indices: pd.DataFrame | None = None) -> pd.DataFrame:
+                       seed: int, province: pd.Series | None, league_by: str,
+                       indices: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each unit's overall index and rank confidence set under one design (stage 50's functions)."""
     if indices is None:
         indices = ir.unit_indices(design, instrument, rule=rule, level=level, min_n=min_n)
@@ -131,7 +133,7 @@ def _overall_and_ranks(design, instrument, *, rule: str, level: float, min_n: in
     no_exclusions = pd.DataFrame({"unit_id": pd.Series(dtype=str), "unit_type": pd.Series(dtype=str),
                                   "reason": pd.Series(dtype=str)})
     ranks = ir.league_tables(indices, cov, no_exclusions, level=level, min_n=min_n, k_top=k_top, n_draws=n_draws,
-                             seed=seed)
+                             seed=seed, province=province, league_by=league_by)
     return ranks.set_index("unit_id")[["estimate", "ci_low", "ci_high", "rank", "rank_ci_low", "rank_ci_high"]]
 
 
@@ -208,7 +210,8 @@ def run(paths: RunPaths, settings: Settings) -> IntegrityTables:
     design = ws.build_design(paths, settings, responses, sample, frame_counts).design
     index_opts = settings.section("index_ranking")  # the same league tables as stage 50
     ranked = dict(rule=index_opts["rule"], level=level, min_n=min_n, k_top=int(index_opts["k_top"]),
-                  n_draws=int(index_opts["n_draws"]), seed=seed)
+                  n_draws=int(index_opts["n_draws"]), seed=seed, province=province_of(units),
+                  league_by=str(index_opts.get("league_by", "auto")))
     instrument = load_instrument(INSTRUMENT)
     indices = ir.unit_indices(design, instrument, rule=ranked["rule"], level=level, min_n=min_n)
     try:

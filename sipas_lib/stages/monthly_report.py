@@ -11,8 +11,9 @@ parent's type, :func:`sipas_lib.admin_reports.monthly_form_of`), never from its 
 
 Settings: ``monthly_report.month`` (0 = the latest month with dossiers), ``monthly_report.unit_id``
 ("" = the whole city; a unit id = the report of that unit; the tables always cover every unit),
-``monthly_report.engine`` (``duckdb`` | ``spark``, :mod:`sipas_lib.dossier_engine`) and
-``monthly_report.duckdb_memory_limit``.
+and, shared with every stage that aggregates dossiers, ``common.dossier_engine`` (``duckdb`` | ``spark``,
+:mod:`sipas_lib.dossier_engine`) and ``common.duckdb_memory_limit``
+(:func:`sipas_lib.admin_records.engine_options`).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def compute(paths: config.RunPaths, settings: Settings) -> MonthlyReport:
         raise StageError(f"monthly_report.unit_id = {unit_id!r} is not in the units registry (units.csv)")
     year = settings.year
     try:
-        engine = {"engine": options["engine"], "memory_limit": options["duckdb_memory_limit"] or None}
+        engine = admin_records.engine_options(settings)
         month = reporting_month(options["month"], paths.data_dir, year, **engine)
         counts, reasons = admin_records.monthly_aggregates(paths.data_dir, year, month, **engine)
     except (ValueError, FileNotFoundError) as exc:

@@ -41,6 +41,7 @@ from sipas_lib import weighting as wt
 from sipas_lib.inputs import InputError, read_input
 from sipas_lib.estimation import SurveyDesign
 from sipas_lib.instrument import load_instrument
+from sipas_lib.intake import is_in
 from sipas_lib.settings import Settings
 from sipas_lib.stages import StageError
 
@@ -132,7 +133,7 @@ def nonresponse_table(sample: pd.DataFrame, data: pd.DataFrame, unit_types: pd.S
     """One row per unit x survey mode of the issued sample (weighted units): issued, accepted,
     response rate and the non-response adjustment factor ``w_nr / w_base`` of the cell's respondents."""
     smp = sample[sample["unit_id"].isin(data["unit_id"].unique())]
-    smp = smp.assign(responded=smp["form_id"].astype(str).isin(data["form_id"].astype(str)))
+    smp = smp.assign(responded=is_in(smp["form_id"].astype(str), data["form_id"].astype(str)))
     out = (smp.groupby(["unit_id", "survey_mode"], sort=True)
            .agg(n_issued=("form_id", "size"), n_accepted=("responded", "sum")).reset_index())
     factor = (data.assign(f=data["w_nr"] / data["w_base"]).groupby(["unit_id", "survey_mode"])["f"].mean())
@@ -317,10 +318,10 @@ def run(paths: config.RunPaths, settings: Settings) -> WeightingResult:
     set_aside = schemas.read_result(paths, "integrity_exclusions", required=False)
     n_set_aside = 0
     if set_aside is not None and len(set_aside):
-        dropped = responses["form_id"].astype(str).isin(set(set_aside["form_id"].astype(str)))
+        dropped = is_in(responses["form_id"].astype(str), set_aside["form_id"].astype(str))
         n_set_aside = int(dropped.sum())
         responses = responses.loc[~dropped].reset_index(drop=True)
-    n_unmatched = int((~responses["form_id"].astype(str).isin(sample["form_id"])).sum())
+    n_unmatched = int((~is_in(responses["form_id"].astype(str), sample["form_id"])).sum())
     built = build_design(paths, settings, responses, sample, frame_counts)
     design, spec = built.design, built.spec
     data = design.data
