@@ -41,6 +41,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -286,32 +287,41 @@ def read_delimited(path: str | os.PathLike, *, expected_columns: Sequence[str] |
     if spaced:
         warnings.append(f"{path}: row 1: spaces around column name(s) {', '.join(repr(h) for h in spaced)} ignored")
     width = len(header)
-    body, numbers = [], []
-    for number, cells in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in cells):
-            continue  # blank row: dropped, numbering kept
-        if len(cells) > width:
-            extra = cells[width:]
-            if any(c.strip() for c in extra):
-                raise InputError(path, f"{width} cells as in the header", row=number,
-                                 problem=f"has {len(cells)} cells but the header has {width} columns (a "
-                                         f"{_SEPARATOR_NAMES[sep]} inside a value that is not in quotes?)")
-            cells = cells[:width]
-        elif len(cells) < width:
-            raise InputError(path, f"{width} cells as in the header", row=number,
-                             problem=f"has {len(cells)} cells but the header has {width} columns (cells missing "
-                                     "at the end of the row, or a line break inside a value?)")
-        body.append(cells)
-        numbers.append(number)
+    records = rows[1:]
+    del rows
+    # blank rows (every cell spaces or empty) are dropped, their numbers kept; "".join(...).strip() is
+    # empty exactly when every cell's strip() is, and map() keeps the per-row work in C
+    filled = np.fromiter(map(bool, map(str.strip, map("".join, records))), dtype=bool, count=len(records))
+    lengths = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+    numbers = np.flatnonzero(filled) + 2
+    if (lengths[filled] != width).any():  # rare: find the first row of the wrong width, in file order
+        for number in numbers[lengths[filled] != width]:
+            cells = records[number - 2]
+            if len(cells) > width:
+                if any(c.strip() for c in cells[width:]):
+                    raise InputError(path, f"{width} cells as in the header", row=int(number),
+                                     problem=f"has {len(cells)} cells but the header has {width} columns (a "
+                                             f"{_SEPARATOR_NAMES[sep]} inside a value that is not in quotes?)")
+            else:
+                raise InputError(path, f"{width} cells as in the header", row=int(number),
+                                 problem=f"has {len(cells)} cells but the header has {width} columns (cells missing "
+                                         "at the end of the row, or a line break inside a value?)")
+        body = [cells[:width] for cells in compress(records, filled)]
+    else:
+        body = list(compress(records, filled))
+    del records
+    columns = list(zip(*body)) if body else [()] * width
+    del body
     keep = []
     for j, name in enumerate(header):
         if name:
             keep.append(j)
-        elif any(r[j].strip() for r in body):
-            first = next(n for n, r in zip(numbers, body) if r[j].strip())
-            raise InputError(path, "a name for every column that holds values", row=1,
-                             problem=f"column number {j + 1} has no name in row 1 but holds values "
-                                     f"(from row {first}); give it its name or delete it")
+        else:
+            holds = np.fromiter(map(bool, map(str.strip, columns[j])), dtype=bool, count=len(numbers))
+            if holds.any():
+                raise InputError(path, "a name for every column that holds values", row=1,
+                                 problem=f"column number {j + 1} has no name in row 1 but holds values "
+                                         f"(from row {numbers[holds.argmax()]}); give it its name or delete it")
     names = [header[j] for j in keep]
     seen: dict[str, int] = {}
     for j in keep:
@@ -320,11 +330,22 @@ def read_delimited(path: str | os.PathLike, *, expected_columns: Sequence[str] |
                              problem=f"columns number {seen[header[j]] + 1} and {j + 1} are both named "
                                      f"{header[j]!r}; keep only one of them")
         seen[header[j]] = j
-    table = pd.DataFrame([[r[j] for j in keep] for r in body], columns=names,
-                         index=pd.Index(numbers, name="row", dtype="int64"), dtype="string")
-    table = table.mask(table == "")
+    index = pd.Index(numbers, name="row", dtype="int64")
+    table = pd.DataFrame({name: _text_cells(columns[j], index) for name, j in zip(names, keep)}, index=index,
+                         columns=names)
     table.attrs.update(path=str(path), separator=sep, warnings=warnings)
     return table
+
+
+def _text_cells(cells: Sequence[str], index: pd.Index) -> pd.Series:
+    """One column of a delimited file as ``string`` (empty cells ``<NA>``), built through Arrow
+    (a list of rows through pandas' object path costs several times the CPU and memory)."""
+    import pyarrow as pa_arrow
+    import pyarrow.compute as pc
+
+    array = pa_arrow.array(cells, type=pa_arrow.large_string())
+    array = pc.if_else(pc.equal(array, ""), pa_arrow.scalar(None, pa_arrow.large_string()), array)
+    return pd.Series(pd.array(array, dtype="string"), index=index)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1038,9 +1059,10 @@ def _read_input(data_dir: str | os.PathLike, name: str, *, units: pd.DataFrame |
         raise InputError(path, contract.description, problem="not found; expected " + _lower_first(contract.description))
     raw = _read_raw(reader, personal)
     typed = pd.DataFrame(index=raw.index)
-    for column_name in raw.columns:
+    for column_name in list(raw.columns):  # each raw column freed once typed: one copy of the table, not two
         column = contract.schema.columns[column_name]
-        typed[column_name] = _READERS[_kind(column)](reader, column_name, column, raw[column_name])
+        typed[column_name] = _READERS[_kind(column)](reader, column_name, column, raw.pop(column_name))
+    del raw
     keys = [k for k in contract.keys if k in typed.columns]
     if keys:
         _check_keys(reader, typed, keys)
@@ -1319,6 +1341,11 @@ def validate_dossier_partitions(folder: str | os.PathLike, units: pd.DataFrame |
 # A whole year
 # --------------------------------------------------------------------------------------------
 
+#: The tables :func:`validate_year` needs after reading them: unit ids for the files read later, and
+#: :func:`_cross_check`'s inputs.
+_KEPT_FOR_CHECKS = ("units", "sample", "frame_counts")
+
+
 def _cross_check(data_dir: Path, tables: dict[str, pd.DataFrame], warnings: list[str]) -> list[InputError]:
     """Checks between files: every sampled unit has frame counts."""
     errors: list[InputError] = []
@@ -1409,8 +1436,10 @@ def validate_year(data_dir: str | os.PathLike, *, names: Iterable[str] | None = 
         except InputError as exc:
             errors.append(exc)
             continue
-        tables[name] = table
         warnings.extend(table.attrs.get("warnings", []))
+        if name in _KEPT_FOR_CHECKS:  # the rest is freed now: a national frame or dossier table is GBs
+            tables[name] = table
+        del table
     if not errors:
         errors.extend(_cross_check(data_dir, tables, warnings))
     if len(errors) == 1:

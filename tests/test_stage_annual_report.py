@@ -307,3 +307,37 @@ def test_a_report_at_another_level_than_the_results_is_refused(tiny_run):
         annual_report.run(paths, other)
     with pytest.raises(StageError, match="level"):
         unit_scorecard.run(paths, other, schemas.read_result(paths, "ranks")["unit_id"].iloc[0])
+
+
+def _registry_and_league(n_provinces: int, communes_per_province: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A registry of provinces and their communes, and league rows (type, id, index) for all of them."""
+    provinces = [f"P{p:02d}" for p in range(n_provinces)]
+    communes = [f"{p}C{c:03d}" for p in provinces for c in range(communes_per_province)]
+    units = pd.DataFrame({"unit_id": provinces + communes,
+                          "unit_type": ["province"] * len(provinces) + ["commune"] * len(communes),
+                          "parent_id": [None] * len(provinces) + [c[:3] for c in communes]})
+    units = units.assign(name_vi=units["unit_id"], name_en=units["unit_id"])
+    rng = np.random.default_rng(16)
+    league = units[["unit_id", "unit_type"]].assign(estimate=rng.uniform(0.6, 0.95, len(units)))
+    return units, league
+
+
+def test_chart_sections_keep_every_unit_of_a_citys_survey():
+    units, league = _registry_and_league(1, 126)  # Hà Nội's 126 communes: drawn whole, as before
+    parts = annual_report.chart_sections(league, units, "vi", ("commune", "province"))
+    assert [(p.unit_type, p.province, p.n_units, p.ranks_comparable) for p in parts] == [
+        ("commune", None, 126, True), ("province", None, 1, True)]
+    pd.testing.assert_frame_equal(parts[0].rows, league.loc[league["unit_type"] == "commune"])
+
+
+def test_chart_sections_draw_the_best_and_worst_of_the_country_once_per_type():
+    units, league = _registry_and_league(34, 80)  # 2,720 communes in 34 provinces: one chart, not 34
+    parts = annual_report.chart_sections(league, units, "vi", ("province", "commune"))
+    assert annual_report.MAX_CHART_UNITS is index_ranking.MAX_CHART_UNITS == 150  # notebook 50's limit
+    province, commune = parts
+    assert (province.n_units, len(province.rows), province.ranks_comparable) == (34, 34, True)  # one national league
+    assert (commune.province, commune.n_units, len(commune.rows), commune.ranks_comparable) == (None, 2720, 150, False)
+    ranked = league.loc[league["unit_type"] == "commune"].sort_values("estimate", ascending=False)
+    assert commune.rows["unit_id"].tolist() == ranked["unit_id"].head(75).tolist() + ranked["unit_id"].tail(75).tolist()
+    small = annual_report.chart_sections(league, units, "vi", ("commune",), limit=3000)[0]  # under the limit: all
+    assert len(small.rows) == 2720 and not small.ranks_comparable

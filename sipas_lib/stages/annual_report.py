@@ -22,6 +22,7 @@ from sipas_lib.index import DEFAULT_TARGETS, OVERALL_CODE
 from sipas_lib.instrument import instrument_for_unit_type
 from sipas_lib.settings import Settings, load_run_settings
 from sipas_lib.stages import StageError
+from sipas_lib.stages.index_ranking import MAX_CHART_UNITS, chart_units
 from sipas_lib.units import province_of
 from sipas_lib.weighting import DesignSpec
 
@@ -182,6 +183,58 @@ def league_sections(league: pd.DataFrame, units: pd.DataFrame, lang: str = "vi",
             sections.append((unit_type, str(names.get(pid, pid)), rows.loc[where == pid]))
         if where.isna().any():
             sections.append((unit_type, None, rows.loc[where.isna()]))
+    return sections
+
+
+@dataclass(frozen=True)
+class ChartSection:
+    """One group of the report's one-row-per-unit charts (:func:`chart_sections`).
+
+    Attributes
+    ----------
+    unit_type
+        The section's unit type.
+    province
+        The province's name in the reader's language, or ``None`` (the whole run's units of the type).
+    rows
+        The league rows the charts draw, in the league's order (or best first when cut).
+    n_units
+        How many units of the section there are; more than ``len(rows)`` when the charts show only
+        the best and the worst.
+    ranks_comparable
+        True when the drawn units' ranks come from one league (a rank chart is meaningful); False for
+        units of several provinces, each ranked within its own province (``index_ranking.league_by``).
+    """
+
+    unit_type: str
+    province: str | None
+    rows: pd.DataFrame
+    n_units: int
+    ranks_comparable: bool
+
+
+def chart_sections(league: pd.DataFrame, units: pd.DataFrame, lang: str = "vi",
+                   unit_types: tuple[str, ...] | None = None, limit: int = MAX_CHART_UNITS) -> list[ChartSection]:
+    """The groups the report draws its caterpillar charts and element heatmaps for.
+
+    A unit type whose units lie in one province (a city's survey) keeps its one section of
+    :func:`league_sections`, every unit drawn. A type spanning several provinces gets one nationwide
+    section instead of one per province (34 provinces x charts would be hundreds of charts no one
+    reads): all its units up to ``limit``, else the ``limit // 2`` best and ``limit // 2`` worst by
+    index (:func:`sipas_lib.stages.index_ranking.chart_units`, the limit notebook 50 uses). The
+    league tables stay per province, so every unit is still printed. Its ranks hold within each
+    province, so ``ranks_comparable`` is False and no nationwide rank chart is drawn.
+    """
+    unit_types = tuple(dict.fromkeys(league["unit_type"])) if unit_types is None else unit_types
+    sections = []
+    for unit_type in unit_types:
+        parts = [s for s in league_sections(league, units, lang, (unit_type,)) if len(s[2])]
+        if len(parts) == 1 and parts[0][1] is None:
+            sections.append(ChartSection(unit_type, None, parts[0][2], len(parts[0][2]), True))
+            continue
+        rows = league.loc[league["unit_type"] == unit_type]
+        rows = rows.loc[rows["estimate"].notna()]
+        sections.append(ChartSection(unit_type, None, chart_units(rows, limit), len(rows), False))
     return sections
 
 
