@@ -11,12 +11,15 @@ import tempfile
 os.environ["SIPAS_RAW_DIR"] = tempfile.mkdtemp(prefix="sipas-test-raw-")
 
 import inspect  # noqa: E402
+import shutil  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
 from pathlib import Path
 from typing import Callable
 
 import nbformat
 import pytest
+
+from sipas_lib.config import DEMO_DIR  # noqa: E402
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
@@ -211,3 +214,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if names & KERNEL_FIXTURES:
             item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture
+def input_copies(tmp_path):
+    """A function that copies the named input files of the demo's previous year into a new folder."""
+    def copy(names) -> Path:
+        folder = tmp_path / "year"
+        folder.mkdir()
+        for name in names:
+            shutil.copy(DEMO_DIR / "previous_year" / name, folder / name)
+        return folder
+    return copy

@@ -52,12 +52,9 @@ def admin_tables() -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture
-def year(tmp_path: Path, admin_tables) -> Path:
+def year(input_copies, admin_tables) -> Path:
     """The demo's CSV inputs, copied, and the first records of its small administrative tables."""
-    folder = tmp_path / "year"
-    folder.mkdir()
-    for name in CSV_FILES:
-        shutil.copy(SOURCE_DIR / name, folder / name)
+    folder = input_copies(CSV_FILES)
     for name, table in admin_tables.items():
         table.to_parquet(folder / name, index=False)
     return folder

@@ -38,12 +38,9 @@ def units() -> pd.DataFrame:
 
 
 @pytest.fixture
-def year(tmp_path: Path, dossiers) -> Path:
+def year(input_copies, dossiers) -> Path:
     """The year's required CSV files and its dossiers partitioned by month, in two chunks."""
-    folder = tmp_path / "year"
-    folder.mkdir()
-    for name in CSV_FILES:
-        shutil.copy(SOURCE_DIR / name, folder / name)
+    folder = input_copies(CSV_FILES)
     half = len(dossiers) // 2
     dossier_engine.write_month_partitions(dossiers.iloc[:half], folder / "dossiers", part=0)
     dossier_engine.write_month_partitions(dossiers.iloc[half:], folder / "dossiers", part=1)

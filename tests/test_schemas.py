@@ -89,6 +89,9 @@ def test_write_and_read_validate_and_name_row_and_column(tmp_path):
     with pytest.raises(schemas.ContractError, match="run that stage first"):
         schemas.read_result(tmp_path, "indices")
     assert schemas.read_result(tmp_path, "yoy", required=False) is None
+    (tmp_path / "indices.parquet").write_bytes(b"")  # a stage that died while writing
+    with pytest.raises(schemas.ContractError, match="indices.parquet: not a readable Parquet table"):
+        schemas.read_result(tmp_path, "indices")
 
 
 def test_no_schema_guessing_or_id_prefix_rules_are_left():

@@ -174,7 +174,12 @@ def read_result(paths_or_dir: Any, name: str, *, required: bool = True) -> pd.Da
         if not required:
             return None
         raise ContractError(f"{path}: not found; it is written by stage {c.stage!r} — run that stage first")
-    return validate(name, pd.read_parquet(path), where=str(path))
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError: empty or truncated file
+        raise ContractError(f"{path}: not a readable Parquet table ({err}); it is written by stage {c.stage!r} "
+                            "— run that stage again") from None
+    return validate(name, table, where=str(path))
 
 
 def stage_outputs(stage: str, *, main_only: bool = True) -> list[str]:
