@@ -44,7 +44,7 @@ pdf: report-pdf ## Same as report-pdf
 test: demo ## Run the whole test suite (unit, parity, simulation, notebook tiers; Spark with pip install -e ".[spark]" and java)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no demo year built (under a minute)
+test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no Spark, no demo year built (about 85 s)
 	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation and not slow and not spark"
 
 bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists; not the national scale)
