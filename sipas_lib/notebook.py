@@ -38,6 +38,7 @@ class NotebookContext:
     paths: config.RunPaths
     settings: Settings
     _texts: dict = field(default_factory=dict, repr=False)
+    _unit_names: dict = field(default_factory=dict, repr=False)
 
     # settings ---------------------------------------------------------------------------------
     @property
@@ -107,7 +108,11 @@ class NotebookContext:
         return load_units(path if path.exists() else None)
 
     def unit_name(self, unit_id: str, width: int | None = None) -> str:
-        name = reporting.unit_name(self.units, unit_id, self.lang)
+        """The unit's name in the report's language (looked up once per unit: charts ask often), shortened
+        to ``width``."""
+        name = self._unit_names.get(unit_id)
+        if name is None:
+            name = self._unit_names[unit_id] = reporting.unit_name(self.units, unit_id, self.lang)
         return reporting.shorten(name, width) if width else name
 
     def unit_type_name(self, unit_type: str) -> str:
