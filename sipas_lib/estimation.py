@@ -414,8 +414,8 @@ def onehot_atom(codes: np.ndarray, K: int, p_factor: np.ndarray, h_factor: np.nd
 # --------------------------------------------------------------------------------------------
 # variance engine
 # --------------------------------------------------------------------------------------------
-def _group_sum(key: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    """Column-wise grouped sums: out[g, j] = sum of values[i, j] over key[i] == g."""
+def group_sum(key: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Column-wise grouped sums: out[g, j] = sum of values[i, j] over key[i] == g (np.add.at's sums, by bincount)."""
     out = np.empty((size, values.shape[1]))
     for j in range(values.shape[1]):
         out[:, j] = np.bincount(key, weights=values[:, j], minlength=size)
@@ -684,19 +684,19 @@ def _calibrated_diag_cov(design: SurveyDesign, bases: list, coefs: list, dom: np
             a += (1.0 if base is None else base[rows]) * coef[dr]
         a *= w[rows][:, None]
         pair, inv = np.unique(st.psu[rows] * Dc_ + dr, return_inverse=True)
-        A = _group_sum(inv, a, pair.size)
+        A = group_sum(inv, a, pair.size)
         pu, pd_ = pair // Dc_, pair % Dc_
         sp = s_psu[pu][:, None]
-        total = _group_sum(pd_, sp * A * A, Dc_)
+        total = group_sum(pd_, sp * A * A, Dc_)
         for m, b in zip(SH, B):  # cross terms: each pair's A with its PSU's calibration part in its domain
             sub = m[pu].tocoo()
             bb = b.reshape(b.shape[0], Dc_, k)[sub.col, pd_[sub.row]] * sub.data[:, None]
-            total -= 2.0 * _group_sum(pd_, sp * A * _group_sum(sub.row, bb, pair.size), Dc_)
+            total -= 2.0 * group_sum(pd_, sp * A * group_sum(sub.row, bb, pair.size), Dc_)
         flat = total.reshape(Dc_ * k)
         for i, ba in enumerate(B):
             for j, bb in enumerate(B):
                 flat += (ba * (G[i][j] @ bb)).sum(axis=0)
-        R = _group_sum(st.psu_stratum[pu] * Dc_ + pd_, A, st.n_strata * Dc_).reshape(st.n_strata, Dc_ * k)
+        R = group_sum(st.psu_stratum[pu] * Dc_ + pd_, A, st.n_strata * Dc_).reshape(st.n_strata, Dc_ * k)
         for m, b in zip(ESH, B):
             R -= m @ b
         flat -= shrink @ (R * R)
@@ -1489,7 +1489,7 @@ def _replicate_var(design: ReplicateDesign, Y, X, dom, D, kind, na_rm, est) -> n
 
 def _replicate_total_cov(design: ReplicateDesign, Z, dom, D, mode):
     keep = dom >= 0
-    full = _group_sum(dom[keep], design.w[keep, None] * Z[keep], D)  # (D, k)
+    full = group_sum(dom[keep], design.w[keep, None] * Z[keep], D)  # (D, k)
     reps = _domain_rep_sums(design.repweights, Z, dom, D)  # (R, D, k)
     k = Z.shape[1]
     if mode == "full":

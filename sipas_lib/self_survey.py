@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sipas_lib import index
+from sipas_lib import estimation, index
 from sipas_lib.config import PACKAGE_DIR
 from sipas_lib.inputs import InputError, optional_year_file
 from sipas_lib.instrument import Instrument, load_instrument
@@ -412,10 +412,8 @@ def _shares(data: pd.DataFrame, by: Sequence[str], items: Sequence[str], satisfi
     g = grouped.ngroup().to_numpy()
     groups = grouped.size().index.to_frame(index=False)
     G, K = len(groups), len(items)
-    n_k = np.zeros((G, K))
-    sat = np.zeros((G, K))
-    np.add.at(n_k, g, answered)
-    np.add.at(sat, g, x)
+    n_k = estimation.group_sum(g, answered, G)  # np.add.at's sums, in a fraction of its time
+    sat = estimation.group_sum(g, x, G)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(n_k > 0, sat / n_k, np.nan)
         item_var = p * (1 - p) / n_k

@@ -9,15 +9,22 @@ import tempfile
 # tests that is a throwaway folder, never the project's data/raw. Set before sipas_lib is imported
 # (config reads it once); notebook kernels inherit the variable.
 os.environ["SIPAS_RAW_DIR"] = tempfile.mkdtemp(prefix="sipas-test-raw-")
+# Two test workers on two cores: BLAS threads in each would only fight over the cores (one thread each cut the
+# reliability tests' CPU by a third). Set before numpy loads; kernels started by the tests inherit it.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
 import inspect  # noqa: E402
 import shutil  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
-import nbformat
 import pytest
+
+# first: the runner's discovery module leaves out jsonschema's IRI checker, which nbformat would load (2.4 CPU-s a process)
+import sipas_lib.runner.discovery  # noqa: E402,F401,I001
+import nbformat  # noqa: E402
 
 from sipas_lib.config import DEMO_DIR  # noqa: E402
 
@@ -202,18 +209,14 @@ def index_links(index: Path) -> list[str]:
 
 
 #: Fixtures that build a year of data (seconds each): tests using them are marked ``slow`` and left
-#: out of ``make test-fast``; fixtures that execute notebooks mark their tests ``kernel``.
+#: out of ``make test-fast`` (tests that execute notebooks are marked ``kernel`` or ``notebooks`` in their files).
 SLOW_FIXTURES = frozenset({"tiny_demo", "tiny_two_tier_demo", "full_year", "tiny_national_run"})
-KERNEL_FIXTURES = frozenset({"published"})
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if names & SLOW_FIXTURES:
+        if set(getattr(item, "fixturenames", ())) & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        if names & KERNEL_FIXTURES:
-            item.add_marker(pytest.mark.kernel)
 
 
 @pytest.fixture
@@ -226,3 +229,121 @@ def input_copies(tmp_path):
             shutil.copy(DEMO_DIR / "previous_year" / name, folder / name)
         return folder
     return copy
+
+
+# ------------------------------------------------------------------------------------------------
+# Run folders of the tiny years, built once per worker by calling the stages' ``run`` functions.
+# They are READ-ONLY: a test that writes into a run folder works on a copy (:func:`copy_run`).
+# ------------------------------------------------------------------------------------------------
+#: The non-default weighting of :func:`tiny_custom_weighted_run` (raking, tighter trimming, merged
+#: cells) at another level than the default, so that both reach every later stage.
+TINY_CUSTOM = {"weighting__calibration": "rake", "weighting__trim_ratio": 2.5, "weighting__min_cell": 5,
+               "level": 0.9}
+
+
+class StageRun(NamedTuple):
+    """A run folder, the settings its stages ran with (saved in it) and what the last stage returned."""
+
+    paths: object  # config.RunPaths
+    settings: object  # settings.Settings
+    result: object
+
+
+def copy_run(paths, folder: Path):
+    """A private copy of the run folder of ``paths`` in ``folder`` (same data folder): a test may change it."""
+    from sipas_lib import config
+
+    shutil.copytree(paths.run_dir, folder)
+    return config.RunPaths(paths.data_dir, Path(folder).resolve())
+
+
+def _stage_run(tmp_path_factory, name: str, settings, stage, *, data_dir: Path | None = None,
+               after: StageRun | None = None) -> StageRun:
+    """``stage`` run with ``settings`` into a new run folder ``name``: a copy of ``after``'s run folder,
+    or an empty one on ``data_dir``; the settings are saved in it as the runner does."""
+    from sipas_lib import config
+
+    folder = tmp_path_factory.mktemp(name) / "run"
+    if after is None:
+        paths = config.RunPaths(Path(data_dir).resolve(), folder.resolve()).ensure()
+    else:
+        paths = copy_run(after.paths, folder)
+    settings.save(paths.run_dir)
+    return StageRun(paths, settings, stage.run(paths, settings))
+
+
+@pytest.fixture(scope="session")
+def tiny_intake_run(tiny_demo, tiny_settings, tmp_path_factory) -> StageRun:
+    """Stage 20 (intake_quality) of :func:`tiny_demo` with :func:`tiny_settings` (read-only)."""
+    from sipas_lib.stages import intake_quality
+
+    return _stage_run(tmp_path_factory, "tiny_20", tiny_settings, intake_quality, data_dir=tiny_demo)
+
+
+@pytest.fixture(scope="session")
+def tiny_weighted_run(tiny_intake_run, tmp_path_factory) -> StageRun:
+    """Stages 20 → 30 (weighting) of the tiny year with :func:`tiny_settings` (read-only)."""
+    from sipas_lib.stages import weighting
+
+    return _stage_run(tmp_path_factory, "tiny_30", tiny_intake_run.settings, weighting, after=tiny_intake_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_ranked_run(tiny_weighted_run, tmp_path_factory) -> StageRun:
+    """Stages 20 → 30 → 50 (index_ranking) of the tiny year with :func:`tiny_settings` (read-only)."""
+    from sipas_lib.stages import index_ranking
+
+    return _stage_run(tmp_path_factory, "tiny_50", tiny_weighted_run.settings, index_ranking, after=tiny_weighted_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_weighted_run(tiny_intake_run, tmp_path_factory) -> StageRun:
+    """Stage 30 with the non-default weighting and level :data:`TINY_CUSTOM`, after the shared stage 20
+    (stage 20 does not read these settings); read-only."""
+    from sipas_lib.stages import weighting
+
+    settings = tiny_intake_run.settings.replace(**TINY_CUSTOM)
+    return _stage_run(tmp_path_factory, "tiny_30_custom", settings, weighting, after=tiny_intake_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_ranked_run(tiny_custom_weighted_run, tmp_path_factory) -> StageRun:
+    """Stage 50 after :func:`tiny_custom_weighted_run`, same settings (read-only)."""
+    from sipas_lib.stages import index_ranking
+
+    return _stage_run(tmp_path_factory, "tiny_50_custom", tiny_custom_weighted_run.settings, index_ranking,
+                      after=tiny_custom_weighted_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_previous_weighted_run(tiny_demo, tiny_settings, tmp_path_factory) -> StageRun:
+    """Stages 20 → 30 of the tiny demo's previous year (departments and districts before the 2025
+    reform) with :func:`tiny_settings` of that year (read-only)."""
+    from sipas_lib.stages import intake_quality, weighting
+
+    settings = tiny_settings.replace(year=tiny_settings.year - 1)
+    intake = _stage_run(tmp_path_factory, "tiny_prev_20", settings, intake_quality,
+                        data_dir=Path(tiny_demo) / "previous_year")
+    return _stage_run(tmp_path_factory, "tiny_prev_30", settings, weighting, after=intake)
+
+
+@pytest.fixture(scope="session")
+def tiny_previous_ranked_run(tiny_previous_weighted_run, tmp_path_factory) -> StageRun:
+    """Stages 20 → 30 → 50 of the tiny demo's previous year (read-only): last year's results of a
+    year-on-year run."""
+    from sipas_lib.stages import index_ranking
+
+    return _stage_run(tmp_path_factory, "tiny_prev_50", tiny_previous_weighted_run.settings, index_ranking,
+                      after=tiny_previous_weighted_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_previous_admin_run(tiny_previous_weighted_run, tmp_path_factory) -> StageRun:
+    """Stages 70 (monthly_report) and 80 (annual_survey_report) after :func:`tiny_previous_weighted_run`,
+    same settings (read-only): both Phụ lục 3 forms (Mẫu số 1 and Mẫu số 2) and Phụ lục 4 of a year
+    before the 2025 reform."""
+    from sipas_lib.stages import annual_survey_report, monthly_report
+
+    monthly = _stage_run(tmp_path_factory, "tiny_prev_70", tiny_previous_weighted_run.settings, monthly_report,
+                         after=tiny_previous_weighted_run)
+    return _stage_run(tmp_path_factory, "tiny_prev_80", monthly.settings, annual_survey_report, after=monthly)

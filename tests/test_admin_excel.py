@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import copy_run
 from openpyxl import load_workbook
 
 from sipas_lib import admin_reports as A
@@ -15,15 +16,11 @@ from sipas_lib import config, exports, schemas
 
 
 @pytest.fixture(scope="module")
-def admin_run(tiny_demo, tiny_settings, tmp_path_factory):
+def admin_run(tiny_previous_admin_run, tmp_path_factory):
     """Stages 20, 70 and 80 on the tiny demo's previous year (departments and districts, before the
-    2025 reform: both Phụ lục 3 forms), and the workbooks written from them."""
-    from sipas_lib.stages import annual_survey_report, intake_quality, monthly_report
-
-    settings = tiny_settings.replace(year=tiny_settings.year - 1)
-    paths = config.RunPaths(Path(tiny_demo) / "previous_year", tmp_path_factory.mktemp("xl") / "run").ensure()
-    for stage in (intake_quality, monthly_report, annual_survey_report):
-        stage.run(paths, settings)
+    2025 reform: both Phụ lục 3 forms; conftest's shared run, copied), and the workbooks written from them."""
+    paths = copy_run(tiny_previous_admin_run.paths, tmp_path_factory.mktemp("xl") / "run")
+    settings = tiny_previous_admin_run.settings
     written = {p.name: p for p in exports.admin_workbooks(paths, settings)}
     return paths, settings, written
 

@@ -53,7 +53,7 @@ def test_report_settings_reach_the_notebook_and_the_run_folder(tmp_path, write_n
     result = _invoke(
         "report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports"), "--run", "r",
         "--config", str(conf), "--year", "2030", "--lang", "en", "--level", "0.9", "--notebooks-dir", str(nbdir),
-        "--no-fanout", "-p", "min_publish_n=5", "-p", "annual_survey_report.publication=Số 7/BC",
+        "--no-fanout", "--workers", "1", "-p", "min_publish_n=5", "-p", "annual_survey_report.publication=Số 7/BC",
         "-p", "weighting.trim_ratio=2.5",
     )
     assert result.exit_code == 0, result.output
@@ -82,7 +82,7 @@ def test_report_failure_prints_one_line_with_the_cause(tmp_path, write_notebook)
     (tmp_path / "data").mkdir()
     result = _invoke(
         "report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports"), "--run", "r",
-        "--notebooks-dir", str(nbdir),
+        "--notebooks-dir", str(nbdir), "--workers", "1",
     )
     assert result.exit_code == 1
     assert _failed_lines(result.output) == [
@@ -97,15 +97,16 @@ def test_report_stage_without_its_main_tables_exits_non_zero(tmp_path, write_not
     from sipas_lib import schemas
 
     nbdir = tmp_path / "nb"
-    write_notebook(nbdir / "30_weighting.ipynb", [("parameters", NEW_PARAMETERS),
-                                                  ("code", "print('weights not available')")])
+    # any stage with main tables; the runner imports the stage's module in its kernel: this one's is cheap
+    write_notebook(nbdir / "80_annual_survey_report.ipynb", [("parameters", NEW_PARAMETERS),
+                                                             ("code", "print('forms not available')")])
     (tmp_path / "data").mkdir()
     result = _invoke("report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--run", "r",
-                     "--notebooks-dir", str(nbdir))
+                     "--notebooks-dir", str(nbdir), "--workers", "1")
     assert result.exit_code == 1
-    missing = ", ".join(f"results/{name}.parquet" for name in schemas.stage_outputs("weighting"))
+    missing = ", ".join(f"results/{name}.parquet" for name in schemas.stage_outputs("annual_survey_report"))
     assert _failed_lines(result.output) == [
-        f"FAILED 30_weighting.ipynb: StageError: stage weighting did not write {missing}"]
+        f"FAILED 80_annual_survey_report.ipynb: StageError: stage annual_survey_report did not write {missing}"]
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,7 @@ def test_console_script_uses_the_venv_kernel_without_activation(tmp_path, write_
     env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     proc = subprocess.run(
         [str(script), "report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--run", "r",
-         "--notebooks-dir", str(nbdir)],
+         "--notebooks-dir", str(nbdir), "--workers", "1"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

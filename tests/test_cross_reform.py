@@ -9,20 +9,17 @@ its contract, its SE from the previous year's design covariance).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import copy_run
 from scipy import stats
 
 from sipas_lib import config, schemas
 from sipas_lib import index as ix
 from sipas_lib.instrument import load_instrument
 from sipas_lib.settings import load_settings
-from sipas_lib.stages import StageError, index_ranking, intake_quality, weighting
-
-FAST = ["index_ranking.n_draws=200"]
+from sipas_lib.stages import StageError, index_ranking, weighting
 
 
 def _overall(ids, types, est, se, n):
@@ -144,24 +141,15 @@ def test_crosswalk_setting_default_and_a_bad_user_file(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # two tiny run folders: a user crosswalk that reshapes this year's districts
 # ------------------------------------------------------------------------------------------------
-def _run_folder(data_dir: Path, run_dir: Path, settings) -> config.RunPaths:
-    paths = config.RunPaths(Path(data_dir).resolve(), Path(run_dir).resolve()).ensure()
-    intake_quality.run(paths, settings)
-    weighting.run(paths, settings)
-    return paths
-
-
 @pytest.fixture(scope="module")
-def two_years(tiny_demo, tmp_path_factory):
-    base = tmp_path_factory.mktemp("reform")
-    prev_settings = load_settings(overrides=FAST + ["common.year=2024"])
-    prev_paths = _run_folder(tiny_demo / "previous_year", base / "prev", prev_settings)
-    index_ranking.run(prev_paths, prev_settings)
-    return base, prev_paths
+def two_years(tiny_previous_ranked_run):
+    """Last year's run (stages 20 → 30 → 50 of the tiny previous year: conftest's shared run, read-only)."""
+    return tiny_previous_ranked_run.paths
 
 
-def test_two_runs_whose_units_differ_write_yoy_reform(tiny_demo, two_years):
-    base, prev_paths = two_years
+def test_two_runs_whose_units_differ_write_yoy_reform(tiny_weighted_run, two_years, tmp_path):
+    prev_paths = two_years
+    base = tmp_path
     prev = schemas.read_result(prev_paths, "indices").query("level == 'overall'").set_index("unit_id")
     locals_ = sorted(prev.index[prev["unit_type"] != "department"])
     assert len(locals_) >= 2
@@ -170,10 +158,11 @@ def test_two_runs_whose_units_differ_write_yoy_reform(tiny_demo, two_years):
     cw = pd.DataFrame({"old_unit_id": [a, b, b], "new_unit_id": [a, a, b], "share_of_old": [1.0, 0.5, 0.5],
                        "share_of_new": [0.7, 0.3, 0.4], "basis": "population"})
     cw.to_csv(base / "cw.csv", index=False)
-    settings = load_settings(overrides=FAST + [f"index_ranking.previous_results={prev_paths.results}",
-                                               f"index_ranking.crosswalk={base / 'cw.csv'}",
-                                               "common.min_publish_n=5"])
-    paths = _run_folder(tiny_demo, base / "run", settings)
+    plain = tiny_weighted_run.settings.replace(index_ranking__previous_results=str(prev_paths.results))
+    settings = plain.replace(index_ranking__crosswalk=str(base / "cw.csv"), min_publish_n=5)
+    # this year's stages 20 and 30 (conftest's shared run, copied) do not read these settings
+    paths = copy_run(tiny_weighted_run.paths, base / "run")
+    settings.save(paths.run_dir)
     tables = index_ranking.run(paths, settings)
     reform = schemas.read_result(paths, "yoy_reform").set_index("unit_id")
     assert set(reform.index) == {a, b}
@@ -195,7 +184,6 @@ def test_two_runs_whose_units_differ_write_yoy_reform(tiny_demo, two_years):
     assert reform.loc[b, "withheld"] and reform.loc[b, "reason"] == "low_coverage"
     assert reform.loc[a, "comparison"] == "merged"  # same unit type both years
     # a later run with the same units and no crosswalk removes the stale table
-    plain = load_settings(overrides=FAST + [f"index_ranking.previous_results={prev_paths.results}"])
     again = index_ranking.run(paths, plain)
     assert again.yoy_reform is None and not schemas.result_path(paths, "yoy_reform").exists()
     assert "yoy_reform" in again.skipped

@@ -330,6 +330,8 @@ def test_every_stage_that_aggregates_dossiers_uses_the_one_setting(year_single, 
         raise _Called()
 
     monkeypatch.setattr(de, "connect", connect)
+    # no tables are given to stage 50's step: let it go on as on a year with enough areas to model
+    monkeypatch.setattr(index_ranking, "_too_few_areas", lambda *args, **kwargs: None)
     settings = load_settings(overrides=["common.duckdb_memory_limit=1GiB"])
     paths = config.RunPaths(year_single, tmp_path / "run")
     with pytest.raises(_Called):

@@ -310,7 +310,10 @@ def test_coverage_of_95pct_intervals_over_repeated_stratified_samples():
     y = rng.normal(3 + 0.1 * stratum, 1 + 0.05 * stratum)
     s = (y > 3.4).astype(float)
     keys = rng.random((reps, H, Nh))
-    pick = (np.argsort(keys, axis=2)[:, :, :nh] + (np.arange(H) * Nh)[None, :, None]).reshape(reps, -1)
+    # the nh smallest keys of each stratum in key order (= argsort(keys)[..., :nh], a tenth of the time)
+    part = np.argpartition(keys, nh - 1, axis=2)[:, :, :nh]
+    first = np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, axis=2), axis=2), axis=2)
+    pick = (first + (np.arange(H) * Nh)[None, :, None]).reshape(reps, -1)
     rep = np.repeat(np.arange(reps), H * nh)
     idx = pick.ravel()
     df = pd.DataFrame({"rep": rep, "h": rep * H + stratum[idx], "y": y[idx], "s": s[idx], "N": Nh})

@@ -16,18 +16,11 @@ from sipas_lib.stages.weighting import load_design_spec
 
 
 @pytest.fixture(scope="module")
-def weighted_run(tiny_demo, tiny_settings, tmp_path_factory):
+def weighted_run(tiny_previous_admin_run):
     """A run folder with intake, weighting, monthly and Phụ lục 4 results (read-only) of the tiny
     demo's previous year: a year before the 2025 reform, with departments and districts, so that
-    both Phụ lục 3 forms (Mẫu số 1 and Mẫu số 2) are written."""
-    from sipas_lib.stages import annual_survey_report, intake_quality, monthly_report, weighting
-
-    settings = tiny_settings.replace(year=tiny_settings.year - 1)
-    data_dir = Path(tiny_demo) / "previous_year"
-    paths = config.RunPaths(data_dir, tmp_path_factory.mktemp("exports") / "run").ensure()
-    for stage in (intake_quality, weighting, monthly_report, annual_survey_report):
-        stage.run(paths, settings)
-    return paths, settings
+    both Phụ lục 3 forms (Mẫu số 1 and Mẫu số 2) are written (conftest's shared run)."""
+    return tiny_previous_admin_run.paths, tiny_previous_admin_run.settings
 
 
 def copy_run(paths: config.RunPaths, tmp_path: Path) -> config.RunPaths:

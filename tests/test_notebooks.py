@@ -5,7 +5,10 @@ structure (2 departments and 2 districts, a quarter of the real sizes, ``tiny_ru
 year after the 2025 reform (2 departments and 11 wards at the real sizes, its previous year in the old
 structure, ``two_tier_run``: year-on-year across the reform, the small-area model); then checks of what
 a user and a reviewer get from each: statuses, result files, links of index.html, offline HTML, and no
-personal data anywhere.
+personal data anywhere. The tiny year carries hostile text from data (``test_publishing.with_payloads``:
+units named ``<script>…`` and ``<img onerror=…>``, a free-text answer ``<script>…``), so the escaping checks
+of issue 7 run on this chain too, and the notebooks outside the chain (the explore notebook, the one-unit
+scorecard notebook) run on its results in one kernel.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from sipas_lib import config, runner, schemas
 
 from conftest import index_links
+from test_publishing import (N_FREE_TEXT_PAYLOADS, PAYLOAD, PAYLOAD_ESCAPED, error_outputs, find_personal_data,
+                             live_scripts, personal_strings, public_text, stock_html, with_payloads)
 
 pytestmark = pytest.mark.notebooks
 
@@ -31,8 +37,8 @@ INTAKE_RESULTS = ("results/responses.parquet", "results/intake_summary.parquet",
                   "quarantine/quarantine.csv")
 DATA_URI = re.compile(r"data:[a-z]+/[a-z+.-]+;base64,[A-Za-z0-9+/=\s]+")
 STYLE = re.compile(r"<style\b.*?</style>", re.DOTALL | re.IGNORECASE)
-
-
+#: the stages that compute the result tables, in the chain's order (their notebooks call these ``run`` functions)
+COMPUTING_STAGES = ("sampling_design", "intake_quality", "weighting", "reliability", "index_ranking")
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -62,8 +68,12 @@ def _run_chain(data_dir: Path, settings, run_dir: Path) -> TinyRun:
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_demo, tiny_settings, tmp_path_factory) -> TinyRun:
-    """The chain on the tiny year of the old structure (departments and districts)."""
-    return _run_chain(tiny_demo, tiny_settings, tmp_path_factory.mktemp("reports") / "tiny")
+    """The chain on the tiny year of the old structure (departments and districts), with S01 named
+    ``<script>alert(1)</script>``, D01 ``<img src=x onerror=...>`` and the first as a free-text answer, which
+    the intake keeps (``keep_free_text``) so that it reaches the result tables."""
+    data_dir = with_payloads(tiny_demo, tmp_path_factory.mktemp("data") / "tiny")
+    settings = tiny_settings.replace(intake_quality__keep_free_text=True)
+    return _run_chain(data_dir, settings, tmp_path_factory.mktemp("reports") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +164,7 @@ def test_no_personal_data_in_results_or_reports(each_run):
         for col in set(recheck.columns) & PERSONAL_COLUMNS:
             values.update(v for v in recheck[col].dropna() if len(v) >= 8)
     assert values
+    occurring = _Occurring(values)
     for path in sorted(summary.run_dir.rglob("*")):
         if path.suffix == ".parquet":
             table = pd.read_parquet(path)
@@ -164,37 +175,87 @@ def test_no_personal_data_in_results_or_reports(each_run):
         elif path.suffix in {".html", ".csv", ".ipynb", ".json"}:
             # embedded images (base64 may spell any digits) and the stylesheet are not searched
             text = STYLE.sub("", DATA_URI.sub("", path.read_text(encoding="utf-8", errors="replace")))
-            leaked = _occurring(values, text)
+            leaked = occurring(text)
             assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
         elif path.suffix in {".sav", ".dta", ".xlsx", ".pdf"}:
             # the downloads are as public as a page: read each the way its reader would
-            from test_publishing import public_text
-
             text = public_text(path)
-            leaked = _occurring(values, text)
+            leaked = occurring(text)
             assert not leaked, f"{path.relative_to(summary.run_dir)} holds personal data, e.g. {leaked[:1]}"
 
 
-def _occurring(values: set[str], text: str, k: int = 8) -> list[str]:
-    """The ``values`` (each at least ``k`` characters) that occur in ``text``.
+class _Occurring:
+    """Which of many ``values`` (each at least ``k`` characters) occur in a text, as substrings.
 
     ``[v for v in values if v in text]`` scans the text once per value: tens of thousands of names and
     phones times every page took minutes. A value can only occur if each of its ``k``-character pieces
     (from its start every ``k`` characters, and its last ``k``) is one of the text's ``k``-character
-    windows, so only the values that pass that set lookup are searched."""
-    windows = {text[i:i + k] for i in range(len(text) - k + 1)}
-    return [v for v in values
-            if all(v[i:i + k] in windows for i in (*range(0, len(v) - k + 1, k), len(v) - k)) and v in text]
+    windows, so only the values whose pieces all pass that lookup are searched. Pieces and windows are
+    compared by a polynomial hash mod 2**64 computed for all windows at once with numpy (a collision only
+    adds a candidate, which the final ``v in text`` rejects), not as a Python set of every window."""
+
+    BASE = np.uint64(1_000_003)
+
+    def __init__(self, values: set[str], k: int = 8) -> None:
+        self.k, self.values = k, sorted(values)
+        assert min(map(len, self.values)) >= k
+        offsets = np.cumsum([0] + [len(v) + 1 for v in self.values[:-1]])
+        starts = [[o + i for i in (*range(0, len(v) - k + 1, k), len(v) - k)] for o, v in zip(offsets, self.values)]
+        self.first_piece = np.cumsum([0] + [len(s) for s in starts[:-1]])  # each value's first piece
+        self.pieces = self.hashes("\0".join(self.values))[np.concatenate(starts)]
+
+    def hashes(self, text: str) -> np.ndarray:
+        """The hash of every ``k``-character window of ``text``: sum of code point * BASE**(k-1-j)."""
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        n = max(len(codes) - self.k + 1, 0)
+        out = np.zeros(n, dtype=np.uint64)
+        for j in range(self.k):  # k vectorised steps over all windows (uint64 arithmetic wraps mod 2**64)
+            out = out * self.BASE + codes[j:j + n]
+        return out
+
+    def __call__(self, text: str) -> list[str]:
+        present = np.isin(self.pieces, self.hashes(text))
+        candidates = np.flatnonzero(np.logical_and.reduceat(present, self.first_piece))
+        return [self.values[i] for i in candidates if self.values[i] in text]
 
 
-def test_explore_notebook_runs_on_a_finished_run(tiny_run, tmp_path):
-    """notebooks/00_explore.ipynb is not part of the chain, but must work on a run's results."""
+def test_occurring_finds_exactly_the_values_in_a_text():
+    find = _Occurring({"Nguyễn Văn Thành", "0912345678", "Trần Thị Bích Ngọc", "87654321", "Lê Văn Tám 1"})
+    text = "<td>x0912345678</td> Trần Thị Bích Ngọ Nguyễn Văn Thành, 8765432 Lê Văn Tám 1"
+    assert sorted(find(text)) == ["0912345678", "Lê Văn Tám 1", "Nguyễn Văn Thành"]
+    assert find("") == [] and find("Nguyễn Văn") == []
+
+
+@pytest.fixture(scope="module")
+def outside_notebooks(tiny_run, tmp_path_factory) -> dict[str, tuple[str, Path, runner.NotebookFailure | None]]:
+    """The notebooks a researcher opens on a finished run, executed in English on ``tiny_run``'s results in one
+    kernel (as the runner does, namespace emptied in between): ``explore`` (notebooks/00_explore.ipynb) and
+    ``scorecard`` (notebooks/fanout/unit_scorecard.ipynb for S01, the unit named ``<script>…``; the runner
+    renders the same blocks in bulk, this is the notebook's own page). Name -> (status, executed, failure)."""
+    from sipas_lib.runner.kernels import WarmKernel, ready_kernel
+
     summary = tiny_run.summary
-    source = config.NOTEBOOKS_DIR / "00_explore.ipynb"
-    params = runner.notebook_parameters(source, config.RunPaths(tiny_run.data_dir, summary.run_dir),
-                                        summary.settings.replace(lang="en"))
-    assert "run_dir" in params
-    status, _, failure = runner.execute_notebook(source, tmp_path / "explore.ipynb", params)
+    paths, settings = config.RunPaths(tiny_run.data_dir, summary.run_dir), summary.settings.replace(lang="en")
+    out = tmp_path_factory.mktemp("outside")
+    jobs = {"explore": (config.NOTEBOOKS_DIR / "00_explore.ipynb", None),
+            "scorecard": (config.FANOUT_DIR / "unit_scorecard.ipynb", "S01")}
+    kernel = WarmKernel(config.NOTEBOOKS_DIR, out / "kernel.log")
+    done = {}
+    try:
+        for name, (source, unit_id) in jobs.items():
+            params = runner.notebook_parameters(source, paths, settings, unit_id)
+            assert "run_dir" in params and (unit_id is None or params["unit_id"] == unit_id)
+            kernel = ready_kernel(kernel, config.NOTEBOOKS_DIR, out / "kernel.log")
+            status, _, failure = runner.execute_notebook(source, out / f"{name}.ipynb", params, kernel=kernel)
+            done[name] = (status, out / f"{name}.ipynb", failure)
+    finally:
+        kernel.shutdown()
+    return done
+
+
+def test_explore_notebook_runs_on_a_finished_run(outside_notebooks):
+    """notebooks/00_explore.ipynb is not part of the chain, but must work on a run's results."""
+    status, _, failure = outside_notebooks["explore"]
     assert status == runner.OK, failure.describe()
 
 
@@ -213,17 +274,62 @@ def test_year_on_year_against_the_previous_year(tiny_run):
 
 
 def test_same_inputs_parameters_and_seed_give_identical_result_tables(tiny_run, tmp_path):
-    """Reproducible: a second run of the computing stages writes the same result tables."""
+    """Reproducible: the computing stages run again on the same inputs with the run's settings (in this
+    process: the ``run`` functions the stage notebooks call) write the same result tables as the chain's
+    kernels did."""
+    import importlib
+
     summary = tiny_run.summary
-    first = Path(summary.run_dir) / "results"
-    again = runner.run_report(tiny_run.data_dir, tmp_path / "again", summary.settings,
-                              stages=[10, 20, 30, 40, 50], fanout=False)
-    assert not again.failed
-    tables = sorted(p.name for p in (tmp_path / "again" / "results").glob("*.parquet"))
-    assert len(tables) >= 15
+    first = summary.run_dir / "results"
+    paths = config.RunPaths(tiny_run.data_dir, tmp_path / "again").ensure()
+    summary.settings.save(paths.run_dir)
+    for stage in COMPUTING_STAGES:
+        importlib.import_module(f"sipas_lib.stages.{stage}").run(paths, summary.settings)
+    tables = sorted(p.name for p in paths.results.glob("*.parquet"))
+    expected = {f"{name}.parquet" for stage in COMPUTING_STAGES for name in schemas.stage_outputs(stage)}
+    assert expected <= set(tables) and len(tables) >= 15, sorted(expected - set(tables))
     for name in tables:
-        pd.testing.assert_frame_equal(pd.read_parquet(first / name),
-                                      pd.read_parquet(tmp_path / "again" / "results" / name), obj=name)
+        pd.testing.assert_frame_equal(pd.read_parquet(first / name), pd.read_parquet(paths.results / name), obj=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# escaping of text from data (issue 7) on the tiny year's payloads
+# ------------------------------------------------------------------------------------------------
+def test_text_from_data_reaches_the_pages_escaped(tiny_run):
+    """No live script or handler on any page of the run, nor in any stage notebook exported with nbconvert's
+    stock exporter (which keeps scripts, so the runner's script stripping cannot hide a missing escape); the
+    escaped name is shown (the check is not vacuous), and no notebook printed a warning or traceback."""
+    summary = tiny_run.summary
+    responses = schemas.read_result(summary.run_dir / "results", "responses")
+    assert (responses["education_other"] == PAYLOAD).sum() == N_FREE_TEXT_PAYLOADS  # the free text got through
+    run_dir = summary.run_dir
+    pages = {str(p.relative_to(run_dir)): p.read_text(encoding="utf-8") for p in run_dir.rglob("*.html")}
+    assert len(pages) >= 10, "the chain exported too few HTML pages"
+    stages = [nb for nb in summary.notebooks if nb.kind == "stage" and nb.status == runner.OK]
+    stock = {f"stock export of {nb.executed.name}": stock_html(nb.executed) for nb in stages}
+    for name, page in {**pages, **stock}.items():
+        assert live_scripts(page) == [], name
+    assert PAYLOAD_ESCAPED in pages[str(Path("html", "unit_scorecard", "S01.html"))]
+    assert PAYLOAD_ESCAPED in stock["stock export of 60_annual_report.ipynb"]
+    printed = {nb.executed.name: error_outputs(nb.executed) for nb in stages}
+    assert not any(printed.values()), {name: lines for name, lines in printed.items() if lines}
+
+
+def test_scorecard_notebook_in_english_escapes_the_unit_name(outside_notebooks):
+    status, executed, failure = outside_notebooks["scorecard"]
+    assert status == runner.OK, failure.describe()
+    page = stock_html(executed)
+    assert live_scripts(page) == [] and PAYLOAD_ESCAPED in page
+    assert error_outputs(executed) == []
+
+
+def test_no_personal_word_in_any_file_of_the_run(tiny_run, outside_notebooks):
+    """Whole-word search (test_publishing.find_personal_data) for the applicants' and enumerators' names and
+    phones, the departments' paper forms included, in every file of the run and of the notebooks outside it."""
+    secrets = personal_strings(tiny_run.data_dir)
+    assert len(secrets) > 50  # the tiny year has names and phones to find
+    for folder in (tiny_run.summary.run_dir, outside_notebooks["explore"][1].parent):
+        assert find_personal_data(folder, secrets) == []
 
 
 #: A cell a spreadsheet would run: starts with = + - @ tab or CR and is not a plain number.

@@ -183,31 +183,40 @@ def _check(result: intake.IntakeResult, records: list[dict], expected: dict, ins
     assert (result.summary["received"] == result.summary["accepted"] + result.summary["quarantined"]).all()
 
 
+@pytest.fixture(scope="module")
+def round_trip(tmp_path_factory):
+    """``round_trip(shape, instrument_id)``: the instrument's submissions (:func:`submissions`) exported in ``shape``
+    and taken in by intake, once per file: ``(path, records, expected, result)``. Tests only read them."""
+    folder, done = tmp_path_factory.mktemp("exports"), {}
+
+    def run(shape: str, instrument_id: str):
+        if (shape, instrument_id) not in done:
+            sheets, leaves = form_of(instrument_id)
+            records, expected = submissions(instrument_id, sheets)
+            path = write_export(shape, records, leaves, sheets["settings"]["version"].iloc[0],
+                                folder / f"{instrument_id}_{shape}{SUFFIX[shape]}")
+            done[shape, instrument_id] = path, records, expected, intake.intake_files({path: instrument_id}, registry())
+        return done[shape, instrument_id]
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("instrument_id", ["hanoi_pl5_district", "hanoi_pl5_department"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_round_trip_form_to_accepted_responses(shape, instrument_id, tmp_path):
-    sheets, leaves = form_of(instrument_id)
-    records, expected = submissions(instrument_id, sheets)
-    path = write_export(shape, records, leaves, sheets["settings"]["version"].iloc[0],
-                        tmp_path / f"{shape}{SUFFIX[shape]}")
+def test_round_trip_form_to_accepted_responses(round_trip, shape, instrument_id):
+    path, records, expected, result = round_trip(shape, instrument_id)
     table = intake.read_table(path)
     instrument = load_instrument(instrument_id)
     # every question intake knows arrives under its own name, whatever the group prefix
     for name in ["form_id", "unit_id", "channel", "field", "survey_date", *instrument.item_codes,
                  *instrument.demographics["code"]]:
         assert name in table.columns, (name, list(table.columns)[:12])
-    result = intake.intake_files({path: instrument_id}, registry())
     _check(result, records, expected, instrument_id)
 
 
 @pytest.mark.slow
-def test_exports_in_both_shapes_give_the_same_responses(tmp_path):
-    sheets, leaves = form_of("hanoi_pl5_district")
-    records, _ = submissions("hanoi_pl5_district", sheets)
-    version = sheets["settings"]["version"].iloc[0]
-    results = [intake.intake_files({write_export(s, records, leaves, version, tmp_path / f"{s}{SUFFIX[s]}"):
-                                    "hanoi_pl5_district"}, registry()).accepted for s in SHAPES]
+def test_exports_in_both_shapes_give_the_same_responses(round_trip):
+    results = [round_trip(shape, "hanoi_pl5_district")[3].accepted for shape in SHAPES]
     drop = ["source_file", "source_row"]
     for other in results[1:]:
         pd.testing.assert_frame_equal(results[0].drop(columns=drop), other.drop(columns=drop))

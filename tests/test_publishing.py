@@ -1,15 +1,17 @@
-"""Security and privacy of the published reports (issue 7).
+"""Security and privacy of the published reports (issue 7): the checks, and the tests that they can fail.
 
-* No personal data anywhere under a run folder: the demo frame's applicant names and phone
-  numbers and the enumerators' names and phones in the raw responses appear in no file.
-* Every string from data is escaped: with a unit named ``<script>alert(1)</script>`` (and the
-  same text as a free-text education answer) no HTML page contains a live script or handler.
+* No personal data anywhere under a run folder: the frame's applicant names and phone numbers and the
+  enumerators' names and phones in the raw responses appear in no file (:func:`find_personal_data`,
+  every format read the way its reader would: :func:`public_text`).
+* Every string from data is escaped: with a unit named ``<script>alert(1)</script>``, another
+  ``<img src=x onerror=...>`` (and the first as a free-text education answer, :func:`with_payloads`) no page
+  contains a live script or handler (:func:`live_scripts`), and the escaped name is visible.
 
-The publishing notebooks are executed with papermill on a tiny simulated year whose result tables
-are written by the stages' own ``run`` functions (no kernel needed for those) and exported with nbconvert's
-stock HTML exporter, which keeps scripts: the escaping itself is tested, not the runner's
-script stripping. ``test_full_chain_*`` (marked ``notebooks``) runs the whole chain through
-``sipas_lib.runner.run_report`` on the notebook tier's tiny year with the payload unit names.
+The checks run on the notebook tier's chain (``tests/test_notebooks.py``, ``tiny_run``: the tiny year
+with the payloads, every stage notebook and scorecard through ``sipas_lib.runner.run_report``): the
+runner's pages, the executed notebooks exported again with nbconvert's stock HTML exporter, which keeps
+scripts (:func:`stock_html`: the escaping itself is tested, not the runner's script stripping), and the
+scorecard notebook (the researcher's one-unit page) executed in English.
 """
 
 from __future__ import annotations
@@ -20,77 +22,55 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from sipas_lib.config import PROJECT_DIR
-
-NOTEBOOKS = PROJECT_DIR / "notebooks"
-PUBLISHING = ["60_annual_report.ipynb", "70_monthly_report.ipynb", "80_annual_survey_report.ipynb"]
-SCORECARD = NOTEBOOKS / "fanout" / "unit_scorecard.ipynb"
 PAYLOAD = "<script>alert(1)</script>"
 PAYLOAD_IMG = '<img src=x onerror="alert(2)">'
+#: the payloads escaped, as a page must show them
+PAYLOAD_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+#: the units that get the payload names (:func:`with_payloads`)
+PAYLOAD_UNITS = {"S01": PAYLOAD, "D01": PAYLOAD_IMG}
+#: raw answers given :data:`PAYLOAD` as their free-text education answer ("other, please specify")
+N_FREE_TEXT_PAYLOADS = 3
+#: "other, please specify" of the education question (``other_code`` in sipas_lib/instruments/hanoi_pl5_*.yaml)
+EDUCATION_OTHER = "7"
 
 
-# --------------------------------------------------------------------------------------------
-# a tiny year whose result tables the stages write
-# --------------------------------------------------------------------------------------------
+def with_payloads(source: Path, target: Path) -> Path:
+    """A copy of the year in ``source`` (its previous year too) at ``target`` with hostile text from data.
 
-
-def build_synthetic_run(root: Path, unit_name: str | None = PAYLOAD) -> tuple[Path, Path]:
-    """A tiny simulated year (3 departments, 3 districts) and a run folder built by the stages.
-
-    ``unit_name`` replaces the Vietnamese and English names of S01 (and is written as a free-text
-    education answer of three accepted questionnaires) to test escaping. The result tables are
-    written by the stages' own ``run`` functions (intake, weighting, reliability, index & ranking),
-    so they meet their contracts. Returns ``(data_dir, run_dir)``.
+    S01 and D01 are named :data:`PAYLOAD` and :data:`PAYLOAD_IMG` (Vietnamese and English names), and the
+    first :data:`N_FREE_TEXT_PAYLOADS` district questionnaires answer the education question "other:
+    :data:`PAYLOAD`" (kept in the results only with ``intake_quality.keep_free_text``).
     """
-    from sipas_lib import config, schemas
-    from sipas_lib.settings import load_settings
-    from sipas_lib.simulate import write_demo_year
-    from sipas_lib.stages import index_ranking, intake_quality, reliability, weighting
-
-    data_dir, run_dir = root / "data", root / "run"
-    write_demo_year(data_dir, scale=0.1, n_departments=3, n_districts=3, structure="legacy")  # S01, D01 below
-    if unit_name is not None:
-        units = pd.read_csv(data_dir / "units.csv", dtype=str)
-        units.loc[units["unit_id"] == "S01", ["name_vi", "name_en"]] = unit_name
-        units.to_csv(data_dir / "units.csv", index=False)
-    settings = load_settings(overrides=["index_ranking.n_draws=200", "reliability.n_boot=20"])
-    paths = config.RunPaths(data_dir.resolve(), run_dir.resolve()).ensure()
-    settings.save(run_dir)
-    intake_quality.run(paths, settings)
-    if unit_name is not None:
-        accepted = schemas.read_result(paths, "responses")
-        accepted.loc[accepted.index[:3], "education_other"] = unit_name
-        schemas.write_result(paths, "responses", accepted)
-    for stage in (weighting, reliability, index_ranking):
-        stage.run(paths, settings)
-    return data_dir, run_dir
+    shutil.copytree(source, target)
+    units = pd.read_csv(target / "units.csv", dtype=str)
+    assert set(PAYLOAD_UNITS) <= set(units["unit_id"]), "the year has no S01 or D01 to give the payload names"
+    for unit_id, name in PAYLOAD_UNITS.items():
+        units.loc[units["unit_id"] == unit_id, ["name_vi", "name_en"]] = name
+    units.to_csv(target / "units.csv", index=False)
+    raw = pd.read_csv(target / "responses_districts.csv", dtype=str, keep_default_na=False)
+    raw.loc[raw.index[:N_FREE_TEXT_PAYLOADS], ["education", "education_other"]] = [EDUCATION_OTHER, PAYLOAD]
+    raw.to_csv(target / "responses_districts.csv", index=False)
+    return target
 
 
-# --------------------------------------------------------------------------------------------
-# execution helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _execute(nb: Path, out: Path, params: dict) -> Path:
-    import papermill as pm
-
-    pm.execute_notebook(str(nb), str(out), parameters=params, progress_bar=False,
-                        kernel_name="python3", cwd=str(PROJECT_DIR))
-    return out
-
-
-def _export_stock_html(executed: Path) -> Path:
-    """nbconvert's stock HTML export (keeps scripts), code hidden as in the runner."""
+def stock_html(executed: Path) -> str:
+    """An executed notebook as nbconvert's stock HTML export (keeps scripts), code hidden as in the runner."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-    target = executed.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    body, _ = HTMLExporter(exclude_input=True).from_notebook_node(nbformat.read(executed, as_version=4))
+    return body
+
+
+def error_outputs(executed: Path) -> list[str]:
+    """What an executed notebook printed to stderr (warnings) or raised (tracebacks), one line each."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    return [f"{o.get('name', o.output_type)}: {(o.get('text') or o.get('evalue') or '')[:120]!r}"
+            for o in outputs if o.output_type == "error" or (o.output_type == "stream" and o.get("name") == "stderr")]
 
 
 class _LiveScriptFinder(html.parser.HTMLParser):
@@ -137,7 +117,7 @@ def personal_strings(data_dir: Path) -> set[str]:
     values |= set(raw["enumerator_name"].dropna()) | set(raw["enumerator_phone"].dropna())
     xlsx = data_dir / "responses_departments.xlsx"
     if xlsx.exists():
-        dept = pd.read_excel(xlsx, dtype=str)
+        dept = pd.read_excel(xlsx, dtype=str, engine="openpyxl")
         for col in dept.columns:
             if any(k in col.lower() for k in ("điều tra viên", "enumerator")) and "địa chỉ" not in col.lower():
                 values |= set(dept[col].dropna().astype(str))
@@ -228,96 +208,17 @@ def test_find_personal_data_spots_a_leak(tmp_path):
     assert sorted(leak.split(":")[0] for leak in leaks) == ["a.html", "b.parquet"]
 
 
-# --------------------------------------------------------------------------------------------
-# the publishing notebooks on the tiny year
-# --------------------------------------------------------------------------------------------
+def test_error_outputs_finds_warnings_and_tracebacks(tmp_path):
+    import nbformat
 
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """Execute the four publishing notebooks (one scorecard: the unit with the payload name)."""
-    missing = [n for n in PUBLISHING if not (NOTEBOOKS / n).exists()] + ([] if SCORECARD.exists() else [SCORECARD.name])
-    if missing:
-        pytest.fail(f"publishing notebooks missing: {missing}")
-    root = tmp_path_factory.mktemp("pub")
-    data_dir, run_dir = build_synthetic_run(root)
-    out = run_dir / "notebooks"
-    out.mkdir(exist_ok=True)
-    base = {"data_dir": str(data_dir), "run_dir": str(run_dir), "common": {"lang": "vi"}, "stage_settings": {}}
-    pages = []
-    for name in PUBLISHING:
-        pages.append(_export_stock_html(_execute(NOTEBOOKS / name, out / name, base)))
-    for unit in ("S01", "D01"):
-        pages.append(_export_stock_html(_execute(SCORECARD, out / f"scorecard_{unit}.ipynb",
-                                                 {**base, "unit_id": unit})))
-    en = _execute(SCORECARD, out / "scorecard_S01_en.ipynb", {**base, "unit_id": "S01", "common": {"lang": "en"}})
-    pages.append(_export_stock_html(en))
-    return data_dir, run_dir, pages
-
-
-def test_no_live_script_in_any_page(published):
-    _, _, pages = published
-    assert len(pages) == 6
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        assert live_scripts(text) == [], page.name
-
-
-def test_payload_unit_name_is_shown_as_text(published):
-    _, _, pages = published
-    scorecard = next(p for p in pages if p.name == "scorecard_S01.html").read_text(encoding="utf-8")
-    # the escaped name is visible on the page (so the test is not vacuous)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in scorecard
-
-
-def test_no_personal_data_under_the_run_folder(published):
-    data_dir, run_dir, _ = published
-    secrets = personal_strings(data_dir)
-    assert len(secrets) > 50  # the tiny year has names and phones to find
-    assert find_personal_data(run_dir, secrets) == []
-
-
-def test_pages_have_no_error_outputs(published):
-    _, _, pages = published
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        assert "Traceback" not in text and "jp-RenderedText\" data-mime-type=\"application/vnd.jupyter.stderr" not in text, page.name
-
-
-# --------------------------------------------------------------------------------------------
-# the whole chain through the runner
-# --------------------------------------------------------------------------------------------
-
-
-def _chain_ready() -> bool:
-    try:
-        from sipas_lib.runner import run_report  # noqa: F401
-    except Exception:
-        return False
-    stages = sorted(p.name[:2] for p in NOTEBOOKS.glob("[1-9][0-9]_*.ipynb"))
-    return all(s in stages for s in ("10", "20", "30", "40", "50", "60"))
-
-
-@pytest.mark.notebooks
-@pytest.mark.skipif(not _chain_ready(), reason="runner or stage notebooks 10-60 not in place yet")
-def test_full_chain_escapes_and_keeps_personal_data_out(tiny_demo, tiny_settings, tmp_path):
-    """The whole chain (runner, every stage, every scorecard) on the notebook tier's tiny year,
-    with S01 named ``<script>alert(1)</script>`` and D01 ``<img src=x onerror=...>``."""
-    from sipas_lib.runner import run_report
-
-    data_dir = tmp_path / "data"
-    shutil.copytree(tiny_demo, data_dir)
-    units = pd.read_csv(data_dir / "units.csv", dtype=str)
-    units.loc[units["unit_id"] == "S01", ["name_vi", "name_en"]] = PAYLOAD
-    units.loc[units["unit_id"] == "D01", ["name_vi", "name_en"]] = PAYLOAD_IMG
-    units.to_csv(data_dir / "units.csv", index=False)
-    run_dir = tmp_path / "run"
-    summary = run_report(data_dir, run_dir, tiny_settings, workers=2)
-    assert summary.ok, [f.failure.describe() if f.failure else f.name for f in summary.failed]
-    pages = list(run_dir.rglob("*.html"))
-    assert len(pages) >= 10, "the chain exported too few HTML pages"
-    for page in pages:
-        assert live_scripts(page.read_text(encoding="utf-8")) == [], page
-    scorecard = (run_dir / "html" / "unit_scorecard" / "S01.html").read_text(encoding="utf-8")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in scorecard
-    assert find_personal_data(run_dir, personal_strings(data_dir)) == []
+    nb = nbformat.v4.new_notebook()
+    clean = nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output("stream", name="stdout", text="ok\n")])
+    warned = nbformat.v4.new_code_cell("w", outputs=[nbformat.v4.new_output("stream", name="stderr", text="Warning\n")])
+    failed = nbformat.v4.new_code_cell("f", outputs=[nbformat.v4.new_output("error", ename="KeyError", evalue="'c01'",
+                                                                               traceback=[])])
+    nb.cells = [clean]
+    nbformat.write(nb, tmp_path / "clean.ipynb")
+    assert error_outputs(tmp_path / "clean.ipynb") == []
+    nb.cells = [clean, warned, failed]
+    nbformat.write(nb, tmp_path / "bad.ipynb")
+    assert [line.split(":")[0] for line in error_outputs(tmp_path / "bad.ipynb")] == ["stderr", "error"]

@@ -421,6 +421,55 @@ def test_cfa_accepts_dict_model_and_uses_feedback_rows(sim):
     assert out.phi.shape == (2, 2) and out.phi.iloc[0, 0] == pytest.approx(1.0)
 
 
+def _ml_problem(df: pd.DataFrame, model: dict):
+    """The ML discrepancy of ``model`` on the complete rows of ``df`` (as :func:`rl.cfa` builds it)."""
+    from sipas_lib.reliability.cfa import _MLProblem
+
+    X = df[[c for its in model.values() for c in its]].dropna().to_numpy(float)
+    S = np.cov(X, rowvar=False, bias=True)
+    return _MLProblem(S, np.linalg.slogdet(S)[1], np.repeat(np.arange(len(model)), [len(v) for v in model.values()]))
+
+
+def test_cfa_observed_information_is_the_derivative_of_the_gradient(feedback):
+    """Closed form of the observed Hessian against central differences of the analytic gradient, at the
+    start values (far from the minimum, where the second-derivative term tr(G d2Sigma) matters)."""
+    problem = _ml_problem(feedback, rl.element_model())
+    th = problem.start()
+    h = 1e-6
+    numeric = np.array([(problem.objective(th + h * e)[1] - problem.objective(th - h * e)[1]) / (2 * h)
+                        for e in np.eye(len(th))])
+    observed = problem.information(th, observed=True)
+    scale = np.max(np.abs(numeric))
+    assert np.max(np.abs(observed - numeric)) < 1e-6 * scale
+    assert np.max(np.abs(problem.information(th) - numeric)) > 1e-2 * scale   # expected != observed here
+
+
+def test_cfa_of_a_badly_fitting_model_reaches_the_minimum_in_few_steps(feedback):
+    """22 complete respondents, 46 parameters, chi2/N = 11: Fisher scoring alone converges linearly and then
+    stalls with the gradient ~1e-8 (11,336 evaluations of F in 500 iterations); the Newton finish with
+    the observed Hessian reaches the minimum (gradient ~1e-14) in about 300."""
+    from scipy import optimize
+
+    from sipas_lib.reliability.cfa import _fisher_scoring
+
+    model = rl.element_model()
+    bad = feedback.sample(25, random_state=0)
+    problem = _ml_problem(bad, model)
+    objective, calls = problem.objective, []
+    problem.objective = lambda th: (calls.append(1), objective(th))[1]
+    th, converged = _fisher_scoring(problem, problem.start())
+    f, g = objective(th)
+    assert converged and np.max(np.abs(g)) < 1e-9
+    assert len(calls) < 1000
+    # the same minimum as BFGS (analytic gradient) from the same start, which stops at gradient ~4e-8
+    ref = optimize.minimize(objective, problem.start(), jac=True, method="BFGS", options={"gtol": 1e-10})
+    assert f <= ref.fun + 1e-12 and f == pytest.approx(ref.fun, abs=1e-12)
+    np.testing.assert_allclose(th, ref.x, atol=1e-6)
+    fit = rl.cfa(bad, model).fit.iloc[0]
+    assert fit["converged"] and fit["chisq"] == pytest.approx(fit["n"] * f, rel=1e-12)
+    assert fit["chisq"] / fit["n"] > 10          # the model does fit badly
+
+
 def test_parse_model_and_element_model():
     assert rl.parse_model("F =~ a + b + c  # comment\nG =~ d+e") == {"F": ["a", "b", "c"], "G": ["d", "e"]}
     with pytest.raises(ValueError, match="cannot read model line"):
@@ -522,6 +571,19 @@ def test_stage_tables_schema_policy_and_verdicts(sim):
     assert m["cfi"] == pytest.approx(REF["sipas_cfa"]["fit"]["cfi"], abs=CFA_TOL)
     assert m["verdict"].startswith("The model fits the data well")
     assert (c.loc[c["level"] == "element", "code"].value_counts() == 3).all()
+
+
+def test_a_single_unit_type_has_the_results_of_all_respondents(sim):
+    """One unit type (the national survey's provinces): its group is every respondent, so its rows are
+    those of ``all`` (computed once, relabelled), in every table."""
+    one = sim.head(400).assign(unit_type="province")
+    out = rl.reliability_tables(one, rl.element_model(), n_boot=20, seed=3)
+    for name, table in out.items():
+        assert set(table["unit_type"]) == {"all", "province"}, name
+        rows = {g: t.drop(columns="unit_type").reset_index(drop=True) for g, t in table.groupby("unit_type")}
+        pd.testing.assert_frame_equal(rows["province"], rows["all"], check_exact=True)
+    cfa = out["cfa"]
+    assert out["alpha"]["boot_low"].notna().all() and cfa.loc[cfa["level"] == "model", "cfi"].notna().all()
 
 
 def test_stage_tables_small_groups_get_notes_not_errors(sim):

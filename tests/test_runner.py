@@ -85,7 +85,9 @@ def chain(tmp_path_factory):
     write_units(run_dir, CHAIN_UNITS, ["D01", "S01"])
     settings = load_settings(year=2031, seed=5, lang="en",
                              overrides=["annual_survey_report.publication=<script>alert(2)</script> & co"])
-    return runner.run_report(data, run_dir, settings, workers=2, notebooks_dir=nbdir)
+    # one worker (one kernel, reset between the stage and each unit: a stage's variable must not reach a unit's
+    # notebook) and no downloads (none of these assertions is about them, see tests/test_exports.py)
+    return runner.run_report(data, run_dir, settings, workers=1, notebooks_dir=nbdir, downloads=False)
 
 
 def test_discover_stages_orders_and_ignores_explore(tmp_path, write_notebook):
@@ -289,7 +291,7 @@ def test_stage_failure_stops_exports_and_reports_cell(tmp_path, write_notebook):
     )
     write_notebook(nbdir / "30_never.ipynb", [("parameters", 'run_dir = ""'), ("code", "z = 3")])
     write_notebook(nbdir / "fanout" / "scorecard.ipynb", [("parameters", 'unit_id = ""')])
-    summary = runner.run_report(tmp_path / "data", tmp_path / "run", notebooks_dir=nbdir, workers=1)
+    summary = runner.run_report(tmp_path / "data", tmp_path / "run", notebooks_dir=nbdir, workers=1, downloads=False)
     assert not summary.ok
     statuses = {nb.name: nb.status for nb in summary.notebooks}
     assert statuses == {"10_ok": OK, "20_bad": FAILED, "30_never": SKIPPED, "scorecard": SKIPPED}
@@ -316,7 +318,8 @@ def test_stage_selection(tmp_path, write_notebook):
     nbdir = tmp_path / "notebooks"
     write_notebook(nbdir / "10_a.ipynb", [("parameters", 'run_dir = ""'), ("code", "a = 1")])
     write_notebook(nbdir / "20_b.ipynb", [("parameters", 'run_dir = ""'), ("code", "b = 1")])
-    summary = runner.run_report(tmp_path / "d", tmp_path / "run", stages=[20], notebooks_dir=nbdir)
+    summary = runner.run_report(tmp_path / "d", tmp_path / "run", stages=[20], notebooks_dir=nbdir, workers=1,
+                                downloads=False)
     assert [(nb.name, nb.status) for nb in summary.notebooks] == [("10_a", SKIPPED), ("20_b", OK)]
     assert summary.ok
 
@@ -376,7 +379,7 @@ def test_stage_that_did_not_write_its_main_tables_fails(tmp_path, write_notebook
                  "    os.utime(pathlib.Path(run_dir) / 'results' / f'{name}.parquet')\nprint('caught and printed')"),
     ])
     write_notebook(nbdir / "30_later.ipynb", [("parameters", 'run_dir = ""'), ("code", "x = 1")])
-    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir)
+    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=1, downloads=False)
     assert [(nb.name, nb.status) for nb in summary.notebooks] == [("20_intake_quality", FAILED), ("30_later", SKIPPED)]
     failure = summary.notebooks[0].failure
     assert failure.cause() == f"StageError: stage intake_quality did not write results/{names[0]}.parquet"
@@ -386,12 +389,15 @@ def test_stage_that_did_not_write_its_main_tables_fails(tmp_path, write_notebook
 
 
 def test_fanout_without_units_table_is_failed_not_crashed(tmp_path, write_notebook):
+    """Starts no kernel: listing the template's units fails before any unit's notebook would run (no downloads;
+    fresh kernels per step, so none is booted ahead for units that might come)."""
     nbdir = tmp_path / "notebooks"
     write_notebook(nbdir / "fanout" / "scorecard.ipynb", [("parameters", 'unit_id = ""')])
-    summary = runner.run_report(tmp_path / "d", tmp_path / "run", notebooks_dir=nbdir, fanout=True)
+    summary = runner.run_report(tmp_path / "d", tmp_path / "run", notebooks_dir=nbdir, fanout=True, downloads=False,
+                                reuse_kernels=False)
     assert [nb.status for nb in summary.notebooks] == [FAILED]
     assert "units.parquet" in summary.notebooks[0].failure.evalue
-    skipped = runner.run_report(tmp_path / "d", tmp_path / "run2", notebooks_dir=nbdir, fanout=False)
+    skipped = runner.run_report(tmp_path / "d", tmp_path / "run2", notebooks_dir=nbdir, fanout=False, downloads=False)
     assert [nb.status for nb in skipped.notebooks] == [SKIPPED] and skipped.ok
 
 
@@ -495,7 +501,8 @@ def test_fanout_reuses_kernels_with_a_clean_namespace(tmp_path, write_notebook):
     run_dir = tmp_path / "run"
     types = {"S01": "department", "D01": "district", "S02": "department", "D02": "district", "S03": "department"}
     write_units(run_dir, {u: (kind, u, u) for u, kind in types.items()}, list(types))
-    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=1, reuse_kernels=True)
+    summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=1, reuse_kernels=True,
+                                downloads=False)
     by_unit = {nb.unit_id: nb for nb in summary.notebooks}
     assert {u: nb.status for u, nb in by_unit.items()} == {
         "S01": OK, "D01": FAILED, "S02": OK, "D02": FAILED, "S03": OK
@@ -518,7 +525,10 @@ def test_fanout_reuses_kernels_with_a_clean_namespace(tmp_path, write_notebook):
 
 @pytest.mark.kernel
 def test_a_stage_releases_the_next_once_its_tables_are_written(tmp_path, write_notebook):
-    """Stage 30 starts while stage 20 (whose main tables are written by its first cell) still draws."""
+    """Stage 80 starts while stage 20 (whose main tables are written by its first cell) still draws.
+
+    (80, which needs only 20, rather than 30: the runner imports a stage's module in its kernel, 80's is cheaper.)
+    """
     nbdir = tmp_path / "notebooks"
     touch = ("import pathlib, time\nfor name in {names!r}:\n"
              "    (pathlib.Path(run_dir) / 'results' / f'{{name}}.parquet').write_bytes(b'')\n")
@@ -526,21 +536,21 @@ def test_a_stage_releases_the_next_once_its_tables_are_written(tmp_path, write_n
     write_notebook(nbdir / "20_intake_quality.ipynb", [
         ("parameters", NEW_PARAMETERS),
         ("code", touch.format(names=schemas.stage_outputs("intake_quality"))),
-        # still "drawing" until stage 30 has started (or a minute has passed: then 30 waited, wrongly)
-        ("code", "started = pathlib.Path(run_dir) / 'results' / 'weighting_start.txt'\n"
+        # still "drawing" until stage 80 has started (or a minute has passed: then 80 waited, wrongly)
+        ("code", "started = pathlib.Path(run_dir) / 'results' / 'later_start.txt'\n"
                  "for _ in range(600):\n    if started.exists():\n        break\n    time.sleep(0.1)\n"
                  + stamp.format(what="intake_end")),
     ])
-    write_notebook(nbdir / "30_weighting.ipynb", [
+    write_notebook(nbdir / "80_annual_survey_report.ipynb", [
         ("parameters", NEW_PARAMETERS),
-        ("code", touch.format(names=schemas.stage_outputs("weighting")) + stamp.format(what="weighting_start")),
+        ("code", touch.format(names=schemas.stage_outputs("annual_survey_report")) + stamp.format(what="later_start")),
     ])
     run_dir = tmp_path / "run"
     (run_dir / "results").mkdir(parents=True)
     summary = runner.run_report(tmp_path / "d", run_dir, notebooks_dir=nbdir, workers=2, downloads=False)
     assert summary.ok, [f.failure.describe() for f in summary.failed if f.failure]
     results = run_dir / "results"
-    assert float((results / "weighting_start.txt").read_text()) < float((results / "intake_end.txt").read_text())
+    assert float((results / "later_start.txt").read_text()) < float((results / "intake_end.txt").read_text())
 
 
 @pytest.mark.kernel
@@ -553,15 +563,16 @@ def test_the_previous_year_is_computed_in_the_run_then_reused(tiny_demo, tiny_se
     ])
     run_dir = tmp_path / "run"
     first = runner.run_report(tiny_demo, run_dir, tiny_settings, notebooks_dir=nbdir, fanout=False, downloads=False,
-                              previous_data=tiny_demo / runner.PREVIOUS_YEAR_DIR)
+                              previous_data=tiny_demo / runner.PREVIOUS_YEAR_DIR, workers=2)
     assert first.ok, [f.failure.describe() for f in first.failed if f.failure]
     previous, check = first.notebooks
     assert (previous.kind, previous.status, previous.note) == ("previous", OK, "")
     assert "LAST_YEAR_INDICES True" in check.html.read_text(encoding="utf-8")
     assert first.settings.section("index_ranking")["previous_results"] == str(run_dir.resolve() / "previous_year" / "results")
     assert "previous_year/index.html" in index_links(first.index)
+    # one worker is enough to see the reuse (the wait for last year was checked above, on two)
     again = runner.run_report(tiny_demo, run_dir, tiny_settings, notebooks_dir=nbdir, fanout=False, downloads=False,
-                              previous_data=tiny_demo / runner.PREVIOUS_YEAR_DIR)
+                              previous_data=tiny_demo / runner.PREVIOUS_YEAR_DIR, workers=1)
     assert again.notebooks[0].note == "reused"
     assert "dùng lại kết quả" in again.index.read_text(encoding="utf-8")
     assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["notebooks"][0]["note"] == "reused"

@@ -291,19 +291,26 @@ def _bench():
 
 @pytest.mark.simulation
 def test_clean_years_stay_under_the_nominal_false_flag_rate_and_planted_blocks_are_caught():
-    """Three clean years and the same years with two planted 10 % blocks (the script runs 200; see its docstring).
+    """Two clean years and the same years with two planted 10 % blocks (the script runs 200; see its docstring).
 
     At the demo's unit sizes (the frame drawn at a quarter of its size: the same power allocation) the
     share of clean units flagged on any signal must stay at or below ``integrity.false_flag_rate`` and the
-    planted units must be caught (the script measures the rates with their intervals).
+    planted units must be caught (the script measures the rates with their intervals: 0/28200 clean units
+    flagged, 400/400 planted units caught).
+
+    Power of two years against three (binomial, the counts being discrete): the 282 clean units pass with at
+    most 2 flags (1 %), the 423 of three years with at most 4; a screening flagging 3 % of clean units (three
+    times the nominal rate) passes with probability 0.009 against 0.004, one flagging 2 % with 0.08 against
+    0.07. All 4 planted units must be caught (>= 5 of 6 before): a screening catching 90 % of them passes with
+    probability 0.66 against 0.89 — stricter.
     """
     bench = _bench()
     options = bench.screening_options()
-    clean, planted = bench.calibrate(3, 1, options=options, layout=bench.demo_layout(scale=0.25))
+    clean, planted = bench.calibrate(2, 1, options=options, layout=bench.demo_layout(scale=0.25))
     per_unit = clean.groupby(["replicate", "unit_id"])["flagged"].any()
-    assert len(per_unit) > 400
+    assert len(per_unit) > 280
     assert per_unit.mean() <= options["false_flag_rate"]
     caught = planted.loc[planted["planted"]].groupby(["replicate", "unit_id"])["flagged"].any()
-    assert len(caught) == 6 and caught.mean() >= 5 / 6
+    assert len(caught) == 4 and caught.all()
     others = planted.loc[~planted["planted"]].groupby(["replicate", "unit_id"])["flagged"].any()
     assert others.mean() <= options["false_flag_rate"]

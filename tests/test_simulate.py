@@ -23,35 +23,43 @@ def full_year(tmp_path_factory):
     return folder
 
 
-@pytest.mark.slow
-def test_same_seed_same_files_other_seed_other_files(tmp_path):
-    a = simulate.write_demo_year(tmp_path / "a", seed=7, scale=0.03, n_departments=2, n_districts=3)
-    b = simulate.write_demo_year(tmp_path / "b", seed=7, scale=0.03, n_departments=2, n_districts=3)
-    c = simulate.write_demo_year(tmp_path / "c", seed=8, scale=0.03, n_departments=2, n_districts=3)
-    assert set(a) == set(simulate.TWO_TIER_FILES) == set(simulate.demo_files(2025))
-    for name in a:
-        assert simulate.content_digest(a[name]) == simulate.content_digest(b[name]), name
-    assert simulate.content_digest(a["sample.csv"]) != simulate.content_digest(c["sample.csv"])
-
-
 def _tiny(folder, **kwargs):
     return simulate.write_demo_year(folder, seed=7, scale=0.03, n_departments=2, n_districts=3, previous_year=True,
                                     **kwargs)
 
 
+@pytest.fixture(scope="module")
+def tiny_year(tmp_path_factory) -> dict:
+    """One tiny two-tier year with its previous year (:func:`_tiny`), written once for the tests that only read
+    it; a test that changes files copies it first."""
+    return _tiny(tmp_path_factory.mktemp("tiny_year"))
+
+
 @pytest.mark.slow
-def test_writing_the_demo_year_twice_gives_identical_bytes(tmp_path):
-    a, b = _tiny(tmp_path / "a"), _tiny(tmp_path / "b")
+def test_same_seed_same_files_other_seed_other_files(tiny_year, tmp_path):
+    # the year alone (no previous year) has the files of its structure, and the same content as the year
+    # written with its previous year: the previous year draws from its own (seed, year) generator
+    b = simulate.write_demo_year(tmp_path / "b", seed=7, scale=0.03, n_departments=2, n_districts=3)
+    c = simulate.write_demo_year(tmp_path / "c", seed=8, scale=0.03, n_departments=2, n_districts=3)
+    assert set(b) == set(simulate.TWO_TIER_FILES) == set(simulate.demo_files(2025))
+    for name in b:
+        assert simulate.content_digest(tiny_year[name]) == simulate.content_digest(b[name]), name
+    assert simulate.content_digest(b["sample.csv"]) != simulate.content_digest(c["sample.csv"])
+
+
+@pytest.mark.slow
+def test_writing_the_demo_year_twice_gives_identical_bytes(tiny_year, tmp_path):
+    a, b = tiny_year, _tiny(tmp_path / "b")
     assert set(a) == set(b) == set(simulate.TWO_TIER_FILES) | {f"{simulate.PREVIOUS_YEAR_DIR}/{name}"
                                                                for name in simulate.DEMO_FILES}
     for name in a:
         assert a[name].read_bytes() == b[name].read_bytes(), f"{name} differs between two writes"
 
 
-def test_workbooks_carry_no_clock(tmp_path):
+def test_workbooks_carry_no_clock(tiny_year):
     import zipfile
 
-    path = _tiny(tmp_path)["responses_departments.xlsx"]
+    path = tiny_year["responses_departments.xlsx"]
     with zipfile.ZipFile(path) as book:
         assert {info.date_time for info in book.infolist()} == {simulate.ZIP_ENTRY_TIME}
         core = book.read("docProps/core.xml").decode()
@@ -63,11 +71,13 @@ def test_workbooks_carry_no_clock(tmp_path):
 
 
 @pytest.mark.slow
-def test_if_missing_never_touches_an_existing_file(tmp_path):
+def test_if_missing_never_touches_an_existing_file(tiny_year, tmp_path):
     import os
+    import shutil
 
     folder = tmp_path / "demo"
-    full = _tiny(folder)
+    shutil.copytree(tiny_year["units.csv"].parent, folder)  # a written tiny year, copied: this test changes it
+    full = {name: folder / name for name in tiny_year}
     kept = ["responses_departments.xlsx", "sample.csv", f"{simulate.PREVIOUS_YEAR_DIR}/responses_departments.xlsx"]
     before = {}
     for name in kept:  # an old time stamp and content the seed would not give
@@ -170,10 +180,9 @@ def test_commune_effects_follow_their_predecessor_districts():
     assert abs(after["unit_base"][i] - before["unit_base"][j]) < 0.3
 
 
-def test_tiny_two_tier_year_covers_the_ground_of_its_tiny_previous_year(tmp_path):
-    _tiny(tmp_path)
-    now = pd.read_csv(tmp_path / "units.csv")
-    before = pd.read_csv(tmp_path / simulate.PREVIOUS_YEAR_DIR / "units.csv")
+def test_tiny_two_tier_year_covers_the_ground_of_its_tiny_previous_year(tiny_year):
+    now = pd.read_csv(tiny_year["units.csv"])
+    before = pd.read_csv(tiny_year[f"{simulate.PREVIOUS_YEAR_DIR}/units.csv"])
     crosswalk = simulate._crosswalk()
     local = now.loc[now["unit_type"].isin(["commune", "ward"]), "unit_id"]
     main = crosswalk.sort_values("share_of_new").drop_duplicates("new_unit_id", keep="last").set_index("new_unit_id")

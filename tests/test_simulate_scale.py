@@ -16,6 +16,16 @@ def small_year():
     return simulate_scale.scale_year(seed=7, **SMALL)
 
 
+#: One province with few forms: a written year that intake and stage 25 read.
+TINY = {"provinces": 1, "forms_per_unit": {"department": 20, "local": 20}, "frame_scale": 0.05}
+
+
+@pytest.fixture(scope="module")
+def written_year(tmp_path_factory) -> dict:
+    """A :data:`TINY` scale year written to disk once (file name -> path); the tests only read it."""
+    return simulate_scale.write_scale_year(tmp_path_factory.mktemp("scale_year"), seed=7, **TINY)
+
+
 def test_units_are_the_official_provinces_and_communes_with_17_departments_each():
     units = simulate_scale.scale_units()
     counts = units["unit_type"].value_counts()
@@ -102,10 +112,10 @@ def test_same_seed_same_tables_other_seed_other_tables():
 
 
 @pytest.mark.slow
-def test_intake_quarantines_exactly_the_spoiled_records(tmp_path):
-    written = simulate_scale.write_scale_year(tmp_path, seed=7, **SMALL)
+def test_intake_quarantines_exactly_the_spoiled_records(written_year):
+    written = written_year
     assert set(written) == set(simulate_scale.SCALE_FILES)
-    result = intake.intake_year(tmp_path, year=2025)
+    result = intake.intake_year(written["units.csv"].parent, year=2025)
     spoiled = pd.read_csv(written["spoiled_records.csv"], dtype=str)
     assert set(spoiled["form_id"]) <= set(result.quarantine["form_id"].astype(str))
     received = len(result.accepted) + len(result.quarantine)
@@ -137,14 +147,13 @@ def test_integrity_files_are_drawn_for_every_unit(small_year):
 
 
 @pytest.mark.slow
-def test_stage_25_runs_on_a_written_scale_year(tmp_path):
+def test_stage_25_runs_on_a_written_scale_year(written_year, tmp_path):
     from sipas_lib import config
     from sipas_lib.settings import load_settings
     from sipas_lib.stages import integrity, intake_quality
 
-    tiny = {"provinces": 1, "forms_per_unit": {"department": 20, "local": 20}, "frame_scale": 0.05}
-    written = simulate_scale.write_scale_year(tmp_path / "year", seed=7, **tiny)
-    paths = config.run_paths(tmp_path / "year", tmp_path / "run")
+    written = written_year
+    paths = config.run_paths(written["units.csv"].parent, tmp_path / "run")
     settings = load_settings()
     intake_quality.run(paths, settings)
     out = integrity.run(paths, settings)

@@ -151,19 +151,22 @@ def test_bad_inputs_are_refused(areas):
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.simulation
 def test_simulation_mse_is_unbiased_and_eblup_beats_direct_for_small_units():
+    # 500 replicates: Monte Carlo s.e. of the MSE ratio 0.020 (replicates as clusters; 0.014 with 1,000), measured
+    # 0.992, so the 10 % band is 4.7 s.e. away; an MSE 14 % short (the 2 g3 term left out: 0.863) fails with
+    # probability 0.97. Direct / EBLUP empirical MSE of the small units: at least 2.2, s.e. of each about 6 %.
     rng = np.random.default_rng(14)
-    m, A, reps = 30, 0.0025, 1000
+    m, A, reps = 30, 0.0025, 500
     n = np.tile([15, 25, 40, 60, 120], m // 5)
     D = 0.85 * 0.15 * 1.3 / n  # design variance of a share near 0.85 with deff 1.3
     x = rng.uniform(0.6, 0.98, m)
     X = np.column_stack([np.ones(m), x])
     theta_fixed = X @ np.array([0.35, 0.55])
+    frame = pd.DataFrame({"unit_id": np.arange(m).astype(str), "se": np.sqrt(D), "n": n, "x": x})
     est_mse, err_eblup, err_direct = np.zeros(m), np.zeros(m), np.zeros(m)
     for _ in range(reps):
         theta = theta_fixed + rng.normal(0, np.sqrt(A), m)
         y = theta + rng.normal(0, np.sqrt(D))
-        df = pd.DataFrame({"unit_id": np.arange(m).astype(str), "estimate": y, "se": np.sqrt(D), "n": n, "x": x})
-        t = sa.fay_herriot(df, ["x"], smooth=False).table
+        t = sa.fay_herriot(frame.assign(estimate=y), ["x"], smooth=False).table
         est_mse += t["mse"].to_numpy()
         err_eblup += (t["model_estimate"].to_numpy() - theta) ** 2
         err_direct += (y - theta) ** 2

@@ -1,7 +1,8 @@
 """Stages ``annual_report`` and ``unit_scorecard`` on the tiny year, without a kernel.
 
-The run folder is built by calling the earlier stages' ``run`` functions (intake, weighting,
-reliability, index & ranking); the report stages only select, merge and order their tables.
+The run folders are conftest's shared runs of the tiny year (intake, weighting, index & ranking
+through their ``run`` functions), with reliability added; the report stages only select, merge and
+order their tables.
 """
 
 from __future__ import annotations
@@ -11,28 +12,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import copy_run
 
 from sipas_lib import config, methodology, schemas
 from sipas_lib.settings import load_settings
 from sipas_lib.stages import StageError, annual_report, index_ranking, intake_quality, reliability, unit_scorecard
 from sipas_lib.stages import weighting as weighting_stage
 
-FAST = ["index_ranking.n_draws=200", "reliability.n_boot=20"]
-
-
-def build_run(data_dir: Path, run_dir: Path, settings) -> config.RunPaths:
-    """Stages 20–50 into ``run_dir``, with the effective configuration saved as the runner does."""
-    paths = config.RunPaths(Path(data_dir).resolve(), Path(run_dir).resolve()).ensure()
-    settings.save(paths.run_dir)
-    for stage in (intake_quality, weighting_stage, reliability, index_ranking):
-        stage.run(paths, settings)
-    return paths
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_demo, tmp_path_factory):
-    settings = load_settings(overrides=FAST)
-    return build_run(tiny_demo, tmp_path_factory.mktemp("run60"), settings), settings
+def tiny_run(tiny_ranked_run, tmp_path_factory):
+    """Stages 20 → 30 → 50 (conftest's shared run, copied) and stage 40 with 20 bootstrap replicates
+    (the reliability table is only passed through), with the effective configuration saved as the runner does."""
+    paths = copy_run(tiny_ranked_run.paths, tmp_path_factory.mktemp("run60") / "run")
+    settings = tiny_ranked_run.settings.replace(reliability__n_boot=20)
+    settings.save(paths.run_dir)
+    reliability.run(paths, settings)
+    return paths, settings
 
 
 def test_annual_report_assembles_the_stages_tables(tiny_run):
@@ -73,9 +69,10 @@ def test_group_facts_follow_the_stages_intervals(tiny_run):
             assert f.best == pub.loc[pub["estimate"].idxmax(), "unit_id"]
 
 
-def test_methodology_follows_the_runs_calibration_and_level(tiny_demo, tmp_path):
-    settings = load_settings(overrides=FAST + ["weighting.calibration=rake", "common.level=0.9"])
-    paths = build_run(tiny_demo, tmp_path / "run", settings)
+def test_methodology_follows_the_runs_calibration_and_level(tiny_custom_ranked_run, tmp_path):
+    # stages 20 → 30 → 50 with conftest's TINY_CUSTOM: raking, level 0.9 (shared run, copied)
+    paths = copy_run(tiny_custom_ranked_run.paths, tmp_path / "run")
+    settings = tiny_custom_ranked_run.settings
     report = annual_report.run(paths, settings)
     assert report.design.calibration == "rake"
     text = methodology.appendix(report.design, report.run_settings, "en", deff_range=report.deff_range)

@@ -9,22 +9,14 @@ import pandas as pd
 import pytest
 
 from sipas_lib import config, schemas
-from sipas_lib.settings import load_settings
 from sipas_lib.stages import StageError
 from sipas_lib.stages import annual_survey_report as stage
 
 
 @pytest.fixture(scope="module")
-def intake_run(tiny_demo, tmp_path_factory):
-    """A run folder with stage 20's results of the tiny year (kept read-only by the tests)."""
-    from sipas_lib.stages import intake_quality
-
-    folder = tmp_path_factory.mktemp("pl4")
-    paths = config.RunPaths(Path(tiny_demo), folder / "run")
-    paths.results.mkdir(parents=True, exist_ok=True)
-    settings = load_settings()
-    intake_quality.run(paths, settings)
-    return paths, settings
+def intake_run(tiny_intake_run):
+    """A run folder with stage 20's results of the tiny year (conftest's shared run: read-only)."""
+    return tiny_intake_run.paths, tiny_intake_run.settings
 
 
 def copy_run(paths: config.RunPaths, tmp_path: Path) -> config.RunPaths:

@@ -1,6 +1,7 @@
 """Stage 50 (sipas_lib.stages.index_ranking) on the tiny year, without a kernel.
 
-The run folders are built by calling the earlier stages' ``run`` functions (intake, weighting).
+The run folders are conftest's shared runs of the tiny year (stages 20 → 30 → 50 called through their
+``run`` functions); a test that changes a setting or an input reruns the stages it concerns on a copy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import copy_run
 from scipy import stats
 
 from sipas_lib import config, schemas
@@ -19,29 +21,26 @@ from sipas_lib import index as ix
 from sipas_lib.instrument import load_instrument
 from sipas_lib.notebook import open_stage
 from sipas_lib.settings import load_settings
-from sipas_lib.stages import StageError, index_ranking, intake_quality, weighting
+from sipas_lib.stages import StageError, index_ranking, weighting
 from sipas_lib.texts import load_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["index_ranking.n_draws=200"]
 
 
-def _run_folder(data_dir: Path, run_dir: Path, settings, *, drop_unit: str | None = None) -> config.RunPaths:
-    """Stages 20 and 30 into ``run_dir`` (optionally with every response of one unit removed)."""
-    paths = config.RunPaths(Path(data_dir).resolve(), Path(run_dir).resolve()).ensure()
-    intake_quality.run(paths, settings)
-    if drop_unit:
-        responses = schemas.read_result(paths, "responses")
-        schemas.write_result(paths, "responses", responses[responses["unit_id"] != drop_unit])
-    weighting.run(paths, settings)
+def _rerun(run, tmp_path: Path, settings, *stages) -> config.RunPaths:
+    """A private copy of a shared run folder of conftest, with ``stages`` run again with ``settings``."""
+    paths = copy_run(run.paths, tmp_path / "run")
+    settings.save(paths.run_dir)
+    for stage in stages:
+        stage.run(paths, settings)
     return paths
 
 
 @pytest.fixture(scope="module")
-def default_run(tiny_demo, tmp_path_factory):
-    settings = load_settings(overrides=FAST)
-    paths = _run_folder(tiny_demo, tmp_path_factory.mktemp("run50"), settings)
-    return paths, settings, index_ranking.run(paths, settings)
+def default_run(tiny_ranked_run):
+    """Stages 20 → 30 → 50 of the tiny year with its settings (conftest's shared run: read-only)."""
+    return tiny_ranked_run
 
 
 # ------------------------------------------------------------------------------------------------
@@ -78,11 +77,10 @@ def test_stage_without_the_weighting_design_fails_loudly(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # issue 10 defect 1: the design of stage 30, with its settings
 # ------------------------------------------------------------------------------------------------
-def test_non_default_weighting_reaches_stage_50(tiny_demo, tmp_path, default_run):
-    settings = load_settings(overrides=FAST + ["weighting.trim_ratio=1.5", "weighting.calibration=rake",
-                                               "weighting.min_cell=4"])
-    paths = _run_folder(tiny_demo, tmp_path / "run", settings)
-    tables = index_ranking.run(paths, settings)
+def test_non_default_weighting_reaches_stage_50(tiny_custom_ranked_run, default_run):
+    # conftest's TINY_CUSTOM weighting (rake, trim_ratio 2.5, min_cell 5) through stages 30 and 50
+    paths, settings, tables = tiny_custom_ranked_run
+    assert weighting.load_design_spec(paths).calibration == "rake"
     design = weighting.load_design(paths)
     expected = ix.satisfaction_indices(design, load_instrument(index_ranking.INSTRUMENT), by="unit_id",
                                        rule=settings.section("index_ranking")["rule"], level=settings.level)
@@ -102,10 +100,11 @@ def test_non_default_weighting_reaches_stage_50(tiny_demo, tmp_path, default_run
 # ------------------------------------------------------------------------------------------------
 # issue 10 defect 2: the run's level everywhere
 # ------------------------------------------------------------------------------------------------
-def test_level_changes_interval_widths_rank_sets_and_labels(tiny_demo, tmp_path, default_run):
-    settings = load_settings(overrides=FAST + ["common.level=0.9"])
-    paths = _run_folder(tiny_demo, tmp_path / "run", settings)
-    t90, t95 = index_ranking.run(paths, settings), default_run[2]
+def test_level_changes_interval_widths_rank_sets_and_labels(tiny_weighted_run, tmp_path, default_run):
+    # the default weighting, so that the standard errors are those of the default run
+    settings = tiny_weighted_run.settings.replace(level=0.9)
+    paths = _rerun(tiny_weighted_run, tmp_path, settings, weighting)
+    t90, t95 = index_ranking.run(paths, settings), default_run.result
     m = t90.indices.merge(t95.indices, on=["unit_id", "level", "code"], suffixes=("_90", "_95"))
     normal = (m["ci_method_90"] == "normal") & (m["ci_method_95"] == "normal") & \
         (m["ci_low_95"] > 0) & (m["ci_high_95"] < 1)
@@ -138,6 +137,32 @@ def test_no_fixed_normal_quantile_in_stage_50():
 # ------------------------------------------------------------------------------------------------
 # issue 11 item 4: small samples never produce confident claims
 # ------------------------------------------------------------------------------------------------
+def test_small_area_step_stops_before_the_records_when_no_type_can_be_modelled(default_run, monkeypatch):
+    """Two departments and two districts cannot fit intercept + covariates (m <= p): stage 50 says so per
+    type without aggregating the administrative records; with one more unit with a sample a model may be fitted."""
+    from sipas_lib import small_area as sa
+
+    tables = default_run.result
+    terms = default_run.settings.section("index_ranking")["small_area_covariates"]
+    assert tables.small_area is None and tables.small_area_model is None
+    for kind in ("department", "district"):
+        assert f"cannot fit {1 + len(terms)} coefficients" in tables.skipped[f"small_area:{kind}"]
+    assert tables.skipped["small_area"].startswith("no unit type could be modelled: department: at most 2 areas")
+    monkeypatch.setattr(sa, "admin_covariates", lambda *a, **k: (_ for _ in ()).throw(AssertionError("aggregated")))
+    skipped = {}
+    excluded = schemas.read_result(default_run.paths, "units_excluded")
+    assert index_ranking._small_area(default_run.paths, default_run.settings, None, tables.indices,
+                                     tables.city_indices, excluded, None, skipped) == (None, None)
+    assert skipped == {k: v for k, v in tables.skipped.items() if k.startswith("small_area")}
+    overall = pd.DataFrame({"unit_id": list("ABCD"), "unit_type": "ward", "level": "overall", "estimate": 0.8,
+                            "n": [40, 40, 40, 0]})
+    left_out = pd.DataFrame({"unit_id": ["E"], "unit_type": ["commune"], "reason": ["no_responses"]})
+    assert index_ranking._too_few_areas(overall, left_out, n_coefficients=3) == {
+        "commune": "at most 0 areas with a sample cannot fit 3 coefficients",
+        "ward": "at most 3 areas with a sample cannot fit 3 coefficients"}
+    assert index_ranking._too_few_areas(overall.assign(n=40), left_out, n_coefficients=3) is None
+
+
 def test_small_units_get_wilson_intervals_never_a_point(default_run):
     _, settings, tables = default_run
     idx = tables.indices
@@ -177,12 +202,10 @@ def test_year_on_year_gives_no_verdict_for_small_or_zero_se_rows():
     assert y.loc["A", "change_ci_high"] - y.loc["A", "change_ci_low"] > 0.3
 
 
-def test_year_on_year_tables_from_the_previous_run(tiny_demo, tmp_path):
-    prev_settings = load_settings(overrides=FAST + ["common.year=2024"])
-    prev_paths = _run_folder(tiny_demo / "previous_year", tmp_path / "prev", prev_settings)
-    index_ranking.run(prev_paths, prev_settings)
-    settings = load_settings(overrides=FAST + [f"index_ranking.previous_results={prev_paths.results}"])
-    paths = _run_folder(tiny_demo, tmp_path / "run", settings)
+def test_year_on_year_tables_from_the_previous_run(tiny_weighted_run, tiny_previous_ranked_run, tmp_path):
+    prev_paths = tiny_previous_ranked_run.paths
+    settings = tiny_weighted_run.settings.replace(index_ranking__previous_results=str(prev_paths.results))
+    paths = _rerun(tiny_weighted_run, tmp_path, settings)
     tables = index_ranking.run(paths, settings)
     yoy = schemas.read_result(paths, "yoy")
     city_yoy = schemas.read_result(paths, "city_yoy")
@@ -192,7 +215,7 @@ def test_year_on_year_tables_from_the_previous_run(tiny_demo, tmp_path):
     assert yoy.loc[small, "significant"].isna().all() and (yoy.loc[small, "reason"] == "below_min_n").all()
     assert yoy["significant"].isna().equals(yoy["reason"].notna())
     # a later run without a previous year removes the stale optional tables
-    index_ranking.run(paths, load_settings(overrides=FAST))
+    index_ranking.run(paths, tiny_weighted_run.settings)
     assert not schemas.result_path(paths, "yoy").exists() and not schemas.result_path(paths, "city_yoy").exists()
     assert tables.yoy is not None
 
@@ -200,9 +223,12 @@ def test_year_on_year_tables_from_the_previous_run(tiny_demo, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # issue 11 item 1: a unit without usable forms is left out of ranking, with its reason
 # ------------------------------------------------------------------------------------------------
-def test_unit_without_responses_is_listed_unranked_with_its_reason(tiny_demo, tmp_path):
-    settings = load_settings(overrides=FAST + ["common.min_publish_n=5"])
-    paths = _run_folder(tiny_demo, tmp_path / "run", settings, drop_unit="D02")
+def test_unit_without_responses_is_listed_unranked_with_its_reason(tiny_intake_run, tmp_path):
+    settings = tiny_intake_run.settings.replace(min_publish_n=5)
+    paths = _rerun(tiny_intake_run, tmp_path, settings)
+    responses = schemas.read_result(paths, "responses")
+    schemas.write_result(paths, "responses", responses[responses["unit_id"] != "D02"])
+    weighting.run(paths, settings)
     tables = index_ranking.run(paths, settings)
     row = tables.ranks.set_index("unit_id").loc["D02"]
     assert pd.isna(row["rank"]) and row["not_ranked_reason"] == "no_responses" and row["n"] == 0

@@ -27,9 +27,9 @@ def _copy(tiny_demo, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def taken_in(tiny_demo, tiny_settings, tmp_path_factory):
-    paths = _paths(tiny_demo, tmp_path_factory.mktemp("iq"))
-    return paths, stage.run(paths, tiny_settings)
+def taken_in(tiny_intake_run):
+    """Stage 20 of the tiny year with its settings (conftest's shared run: read-only)."""
+    return tiny_intake_run.paths, tiny_intake_run.result
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import copy_run
 
 from sipas_lib import config, schemas
 from sipas_lib.settings import load_settings
@@ -20,9 +21,16 @@ def _run(tmp_path: Path, data_dir: Path, settings) -> tuple[config.RunPaths, sta
     return paths, stage.run(paths, settings)
 
 
+def _after_intake(intake_run, tmp_path: Path, settings) -> tuple[config.RunPaths, stage.IntegrityTables]:
+    """Stage 25 with ``settings`` on a private copy of the shared stage 20 run (stage 20 does not read
+    the integrity settings)."""
+    paths = copy_run(intake_run.paths, tmp_path / "run")
+    return paths, stage.run(paths, settings)
+
+
 @pytest.fixture(scope="module")
-def tiny_run(tiny_demo, tiny_settings, tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("integrity"), tiny_demo, tiny_settings)
+def tiny_run(tiny_intake_run, tmp_path_factory):
+    return _after_intake(tiny_intake_run, tmp_path_factory.mktemp("integrity"), tiny_intake_run.settings)
 
 
 def test_every_main_table_is_written_and_meets_its_contract(tiny_run):
@@ -61,9 +69,9 @@ def test_no_contact_detail_of_the_recheck_reaches_a_result(tiny_run, tiny_demo):
         assert not [v for v in values if v in text], file.name
 
 
-def test_exclusion_setting_drops_the_suspects_in_weighting_and_counts_them(tiny_demo, tiny_settings, tmp_path):
+def test_exclusion_setting_drops_the_suspects_in_weighting_and_counts_them(tiny_intake_run, tiny_settings, tmp_path):
     settings = tiny_settings.replace(integrity__exclude_flagged=True)
-    paths, result = _run(tmp_path, tiny_demo, settings)
+    paths, result = _after_intake(tiny_intake_run, tmp_path, settings)
     weighting.run(paths, settings)
     summary = schemas.read_result(paths, "weighting_summary").iloc[0]
     excluded = schemas.read_result(paths, "integrity_exclusions", required=False)

@@ -50,7 +50,7 @@ def test_unit_type_comes_from_the_registry(tiny_run):
 def test_registry_not_id_prefix_decides_the_type(tiny_demo, tmp_path):
     """A department whose id does not start with "S" is still a department."""
     data = tmp_path / "data"
-    shutil.copytree(tiny_demo, data)
+    shutil.copytree(tiny_demo, data, ignore=shutil.ignore_patterns("previous_year"))
     units = pd.read_csv(data / "units.csv", dtype=str)
     dept = units.loc[units["unit_type"] == "department", "unit_id"].iloc[0]
     units.loc[units["unit_id"] == dept, "unit_id"] = "X" + dept
@@ -88,7 +88,7 @@ def test_latest_month_by_default_and_errors(tiny_demo, tmp_path):
 
 def test_unknown_unit_in_the_records_is_named(tiny_demo, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(tiny_demo, data)
+    shutil.copytree(tiny_demo, data, ignore=shutil.ignore_patterns("previous_year"))
     d = pd.read_parquet(data / "dossiers.parquet")
     march = pd.to_datetime(d["received_on"]).dt.month.eq(3) & pd.to_datetime(d["received_on"]).dt.year.eq(2025)
     d.loc[d.index[march][0], "unit_id"] = "Z99"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from sipas_lib import config, schemas
@@ -13,26 +10,18 @@ from sipas_lib.reliability.alpha import _feldt
 from sipas_lib.settings import load_settings
 from sipas_lib.stages import StageError
 from sipas_lib.stages import reliability as stage
+from conftest import copy_run
 
 
-def make_run(folder: Path, data_dir: Path, overrides=(), weighted: bool = True):
-    """A run folder with stage 20's (and, when ``weighted``, stage 30's) results of the tiny year."""
-    from sipas_lib.stages import intake_quality
-
-    paths = config.RunPaths(Path(data_dir), folder / "run")
-    paths.results.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(overrides=["reliability.n_boot=40", *overrides])
-    intake_quality.run(paths, settings)
-    if weighted:
-        from sipas_lib.stages import weighting
-
-        weighting.run(paths, settings)
-    return paths, settings
+#: Bootstrap replicates of the stage runs here: enough for a percentile interval, the tests check wiring.
+N_BOOT = 40
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_demo, tmp_path_factory):
-    paths, settings = make_run(tmp_path_factory.mktemp("rel"), tiny_demo, ["common.level=0.9"])
+def tiny_run(tiny_weighted_run, tmp_path_factory):
+    """Stage 40 on a copy of the shared stage 20 → 30 run of the tiny year, at level 0.9 and 40 replicates."""
+    paths = copy_run(tiny_weighted_run.paths, tmp_path_factory.mktemp("rel") / "run")
+    settings = tiny_weighted_run.settings.replace(level=0.9, reliability__n_boot=N_BOOT)
     return paths, settings, stage.run(paths, settings)
 
 
@@ -76,22 +65,24 @@ def test_alpha_matches_the_core_on_the_weighted_responses(tiny_run):
     assert a.loc[("all", "E1"), "raw_alpha"] == pytest.approx(direct, abs=1e-12)
 
 
-def test_weak_r_drop_setting_flags_items(tiny_run, tmp_path):
-    paths, _, out = tiny_run
-    strict = load_settings(overrides=["reliability.n_boot=0", "reliability.weak_r_drop=0.99"])
-    items = stage.compute(stage.load_input(paths), strict)["items"]
-    assert items["weak"].all()
-    default = out["reliability_items"]
-    assert not default["weak"].all()
-
-
-def test_unweighted_fallback_and_seed(tiny_demo, tmp_path):
-    paths, settings = make_run(tmp_path, tiny_demo, weighted=False)
+def test_unweighted_fallback_seed_and_weak_r_drop(tiny_intake_run, tiny_run):
+    """Without stage 30 the stage reads ``responses`` unweighted. The same run checks that the bootstrap
+    is seeded with ``common.seed`` (equal to the core's call with that seed) and that
+    ``reliability.weak_r_drop`` reaches the item statistics (0.99 flags every item, the default does not)."""
+    paths = tiny_intake_run.paths                 # read-only: compute() writes nothing
+    strict = tiny_intake_run.settings.replace(reliability__n_boot=N_BOOT, reliability__weak_r_drop=0.99)
     data = stage.load_input(paths)
     assert data.source == "responses" and data.weights is None
-    first = stage.compute(data, settings)["alpha"]
-    again = stage.compute(data, settings)["alpha"]
-    assert np.array_equal(first["boot_low"].to_numpy(float), again["boot_low"].to_numpy(float), equal_nan=True)
+    tables = stage.compute(data, strict)
+    assert tables["items"]["weak"].all()
+    assert not tiny_run[2]["reliability_items"]["weak"].all()
+    # scales answered by every respondent share one bootstrap call (reliability_tables)
+    everyone = {e: items for e, items in data.model.items() if e != "E5"}
+    direct = rl.cronbach_alpha(data.responses, everyone, n_boot=N_BOOT, seed=strict.seed, level=strict.level)
+    a = tables["alpha"].set_index(["unit_type", "scale"])
+    for row in direct.itertuples():
+        assert a.loc[("all", row.scale), "boot_low"] == row.boot_low
+        assert a.loc[("all", row.scale), "boot_high"] == row.boot_high
 
 
 def test_missing_responses_is_a_stage_error(tmp_path):

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import copy_run
+
 from sipas_lib import config, schemas
 from sipas_lib import index as ix
 from sipas_lib import weighting as wt
@@ -17,44 +19,23 @@ from sipas_lib.settings import load_settings
 from sipas_lib.stages import StageError
 from sipas_lib.stages import weighting as stage
 
-NON_DEFAULT = ["weighting.trim_ratio=2.5", "weighting.min_cell=5", "weighting.calibration=rake", "common.level=0.9"]
 
-
-def write_responses(paths: config.RunPaths, settings) -> None:
-    """results/responses.parquet (and units) of the year, as stage 20 writes them."""
-    try:
-        from sipas_lib.stages import intake_quality
-    except ImportError:  # pragma: no cover - before the intake stage exists
-        intake_quality = None
-    if intake_quality is not None:
-        intake_quality.run(paths, settings)
-        return
-    from sipas_lib import intake  # pragma: no cover
-    from sipas_lib.units import load_units
-
-    result = intake.intake_year(paths.data_dir)
-    schemas.write_result(paths, "responses", result.accepted.drop(columns=["education_other"], errors="ignore"))
-    schemas.write_result(paths, "units", load_units(paths.data_dir / "units.csv"))
-
-
-def make_run(tmp_path: Path, data_dir: Path, overrides=()) -> tuple[config.RunPaths, object]:
-    paths = config.RunPaths(Path(data_dir), tmp_path / "run")
-    paths.results.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(overrides=list(overrides))
-    write_responses(paths, settings)
-    return paths, settings
+@pytest.fixture(scope="module")
+def tiny_run(tiny_weighted_run):
+    """Stages 20 → 30 of the tiny year with the default weighting (conftest's shared run: read-only)."""
+    return tiny_weighted_run
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_demo, tmp_path_factory):
-    paths, settings = make_run(tmp_path_factory.mktemp("w_default"), tiny_demo)
-    return paths, settings, stage.run(paths, settings)
+def tiny_run_custom(tiny_custom_weighted_run):
+    """Stage 30 with conftest's TINY_CUSTOM: rake, trim_ratio 2.5, min_cell 5, level 0.9 (read-only)."""
+    return tiny_custom_weighted_run
 
 
-@pytest.fixture(scope="module")
-def tiny_run_custom(tiny_demo, tmp_path_factory):
-    paths, settings = make_run(tmp_path_factory.mktemp("w_custom"), tiny_demo, NON_DEFAULT)
-    return paths, settings, stage.run(paths, settings)
+def intake_copy(intake_run, tmp_path: Path, data_dir: Path | None = None) -> tuple[config.RunPaths, object]:
+    """A private copy of stage 20's run folder (on ``data_dir`` if given) and its settings."""
+    paths = copy_run(intake_run.paths, tmp_path / "run")
+    return config.RunPaths(Path(data_dir or paths.data_dir), paths.run_dir), intake_run.settings
 
 
 def test_run_writes_every_table_and_the_design(tiny_run):
@@ -157,14 +138,13 @@ def test_load_design_refuses_a_table_from_another_run(tiny_run, tiny_run_custom,
 
 
 def copy_year(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("previous_year"))
     return dst
 
 
-def test_a_unit_without_usable_forms_is_left_out(tiny_demo, tmp_path):
+def test_a_unit_without_usable_forms_is_left_out(tiny_intake_run, tmp_path):
     """Issue 11 item 1: one unit with no responses, one with only blank forms -> the others are weighted."""
-    data_dir = copy_year(tiny_demo, tmp_path / "year")
-    paths, settings = make_run(tmp_path, data_dir)
+    paths, settings = intake_copy(tiny_intake_run, tmp_path)
     responses = schemas.read_result(paths, "responses")
     units = sorted(responses["unit_id"].unique())
     assert len(units) >= 3
@@ -184,9 +164,9 @@ def test_a_unit_without_usable_forms_is_left_out(tiny_demo, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sample.csv", "frame_counts.csv"])
-def test_missing_input_is_a_stage_error_naming_the_file(tiny_demo, tmp_path, name):
+def test_missing_input_is_a_stage_error_naming_the_file(tiny_demo, tiny_intake_run, tmp_path, name):
     data_dir = copy_year(tiny_demo, tmp_path / "year")
-    paths, settings = make_run(tmp_path, data_dir)
+    paths, settings = intake_copy(tiny_intake_run, tmp_path, data_dir)
     (data_dir / name).unlink()
     with pytest.raises(StageError, match=name):
         stage.run(paths, settings)

@@ -102,6 +102,13 @@ def reliability_tables(df: pd.DataFrame, model: Mapping[str, Sequence[str]], wei
         groups += [(str(g), d) for g, d in df.groupby(by, sort=True)]
     alpha_rows, item_rows, cfa_rows = [], [], []
     for g, d in groups:
+        if g != "all" and len(d) == len(df) and not isinstance(seed, np.random.Generator):
+            # the group holds every respondent (one unit type, as in the national survey): same rows and
+            # seed as "all", so the same results, relabelled rather than computed again
+            alpha_rows += [{**r, "unit_type": g} for r in alpha_rows if r["unit_type"] == "all"]
+            item_rows += [s.assign(unit_type=g) for s in item_rows if (s["unit_type"] == "all").all()]
+            cfa_rows += [{**r, "unit_type": g} for r in cfa_rows if r["unit_type"] == "all"]
+            continue
         pop_rows = {code: (analysis_rows(d, its, feedback_column=feedback_column)
                            if feedback_column in d.columns else d) for code, its in scales}
         alphas, notes = _alpha_of_scales(pop_rows, scales, weights, n_boot, seed, level)

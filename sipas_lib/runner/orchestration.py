@@ -515,8 +515,13 @@ def run_report(
     paths = config.run_paths(data_dir, run_dir)
     run_dir = paths.run_dir
     n_workers = workers or os.cpu_count() or 1
-    # the kernels boot while the run is planned (their start is the first thing every chain waits for)
-    starter = KernelStarter(n_workers, notebooks_dir, paths.notebooks) if reuse_kernels else None
+    templates = discover_fanout(notebooks_dir)
+    # the kernels boot while the run is planned (their start is the first thing every chain waits for), but no
+    # more than the steps that run in one (a template's units are not known yet: they may keep every worker busy)
+    kernel_steps = (sum(stages is None or int(p.name[:2]) in stages for p in stage_paths) + (previous_data is not None)
+                    + bool(downloads) + (n_workers * len(templates) if fanout else 0))
+    n_kernels = min(n_workers, kernel_steps)
+    starter = KernelStarter(n_kernels, notebooks_dir, paths.notebooks) if reuse_kernels and n_kernels else None
     try:
         if previous_data is not None:
             previous_data = Path(previous_data).resolve()
@@ -555,7 +560,6 @@ def run_report(
             stage_tasks[task_names[number]] = run.stage
 
         # per-unit reports: planned once their template's needs ran (the units are known then)
-        templates = discover_fanout(notebooks_dir)
         records: dict[Path, list[NotebookRun]] = {}
         for template in templates:
             title = notebook_title(template, ctx.lang)

@@ -655,6 +655,26 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
             model[schemas.contract("small_area_model").columns], skipped)
 
 
+def _too_few_areas(indices: pd.DataFrame, excluded: pd.DataFrame, *, n_coefficients: int) -> dict[str, str] | None:
+    """Why no ranked unit type can be modelled, when none has more units with a sample than the model's
+    ``n_coefficients`` (intercept + covariates; :func:`sipas_lib.small_area.fay_herriot` needs m > p);
+    ``None`` when one may be. Units with a sample: an overall index; left out by weighting: none.
+
+    The types are those :func:`small_area_table` would try (overall indices and left-out units of
+    :data:`RANKED_TYPES`), in its order.
+    """
+    overall = indices.loc[indices["level"].eq("overall") & indices["estimate"].notna() & indices["n"].gt(0),
+                          ["unit_id", "unit_type"]]
+    kinds = pd.concat([indices.loc[indices["level"].eq("overall"), "unit_type"], excluded["unit_type"]])
+    kinds = sorted(set(kinds[kinds.isin(RANKED_TYPES)].astype(str)))
+    sampled = overall.groupby(overall["unit_type"].astype(str))["unit_id"].nunique()
+    counts = {kind: int(sampled.get(kind, 0)) for kind in kinds}
+    if any(m > n_coefficients for m in counts.values()):
+        return None
+    return {kind: f"at most {m} areas with a sample cannot fit {n_coefficients} coefficients"
+            for kind, m in counts.items()}
+
+
 def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFrame, city: pd.DataFrame,
                 excluded: pd.DataFrame, cov: pd.DataFrame, skipped: dict[str, str], *,
                 leagues: pd.Series | None = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -682,6 +702,11 @@ def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFra
                          ("small_area_variance", sa.VARIANCES)):
         if opts[key] not in allowed:
             raise StageError(f"index_ranking.{key} = {opts[key]!r}: choose one of {list(allowed)}")
+    too_few = _too_few_areas(indices, excluded, n_coefficients=1 + len(terms))
+    if too_few is not None:  # no model whatever the covariates: the records are not aggregated (seconds a run)
+        skipped.update({f"small_area:{unit_type}": reason for unit_type, reason in too_few.items()})
+        skipped["small_area"] = "no unit type could be modelled: " + "; ".join(f"{k}: {v}" for k, v in too_few.items())
+        return None, None
     try:
         covariates = sa.admin_covariates(paths.data_dir, settings.year, **ar.engine_options(settings))
     except (ValueError, FileNotFoundError) as err:
