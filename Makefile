@@ -16,9 +16,9 @@ help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 EXTRAS ?= test
-# uv installs the same packages as pip several times faster (a fresh .venv: about 12 s against 78 s with warm
-# caches); pip installs them when uv cannot be had. Bytecode is compiled on first import.
-UV_INSTALL  = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python
+# uv installs the same packages as pip several times faster; pip installs them when uv cannot be had. Both compile
+# the bytecode at install: where PYTHONDONTWRITEBYTECODE is set, every process would compile its imports again.
+UV_INSTALL  = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 PIP_INSTALL = $(BIN)/python -m pip install --quiet
 
 $(STAMP): pyproject.toml
@@ -47,6 +47,7 @@ report-pdf: demo ## The full report plus the annual report and scorecards as PDF
 pdf: report-pdf ## Same as report-pdf
 
 test: demo ## Run the whole test suite (unit, parity, simulation, notebook tiers; Spark with pip install -e ".[spark]" and java)
+	@$(BIN)/python -m compileall -q sipas_lib tests  # once, not in every worker and kernel (see PYTHONDONTWRITEBYTECODE above)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no Spark, no demo year built (about 85 s)
