@@ -50,7 +50,7 @@ test: demo ## Run the whole test suite (unit, parity, simulation, notebook tiers
 	@$(BIN)/python -m compileall -q sipas_lib tests  # once, not in every worker and kernel (see PYTHONDONTWRITEBYTECODE above)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no Spark, no demo year built (about 85 s)
+test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no Spark, no demo year built (about 60 s)
 	$(BIN)/python -m pytest -n 2 -q -m "not notebooks and not kernel and not simulation and not slow and not spark"
 
 bench: $(STAMP) ## Run every benchmark in bench/ (medians and ratios; R side when Rscript exists; not the national scale)
