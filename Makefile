@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 YEAR   ?= 2025
 SEED   ?= 2025
 REPORT_LANG  ?= vi
@@ -16,6 +15,9 @@ help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 EXTRAS ?= test
+comma  := ,
+# one stamp per set of extras: `make venv EXTRAS=test,spark` installs PySpark into an existing .venv too
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # uv installs the same packages as pip several times faster; pip installs them when uv cannot be had. Both compile
 # the bytecode at install: where PYTHONDONTWRITEBYTECODE is set, every process would compile its imports again.
 UV_INSTALL  = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python

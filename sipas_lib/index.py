@@ -274,7 +274,7 @@ def _core(data, w, instrument, by, rule, measure, items) -> _Core:
     G, K = len(groups), len(item_codes)
     gg = np.where(ok, g, 0)
     wa = np.where(ok, w, 0.0)[:, None] * answered
-    # grouped sums by bincount (np.add.at's sums, in the same order, many times faster)
+    # grouped sums by bincount (estimation.group_sum)
     den = estimation.group_sum(gg, wa, G)
     num = estimation.group_sum(gg, wa * x, G)
     cnt = estimation.group_sum(gg, answered & ok[:, None], G)

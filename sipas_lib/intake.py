@@ -325,12 +325,12 @@ def _normalize_codes(codes: np.ndarray, values: Sequence[object]) -> tuple[np.nd
     file. The result is what ``Series.map(str).str.strip().str.replace(r"^(-?\\d+)\\.0+$", r"\\1")``
     gives: Arrow's whitespace trim, and Python's ``re`` for the pattern (pandas' own guarantee).
     """
-    import pyarrow as pa_arrow
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     values = np.asarray(values, dtype=object)
     present = ~pd.isna(values)
-    trimmed = pc.utf8_trim_whitespace(pa_arrow.array([str(v) for v in values[present]], type=pa_arrow.large_string()))
+    trimmed = pc.utf8_trim_whitespace(pa.array([str(v) for v in values[present]], type=pa.large_string()))
     # only a text ending in '0' with a '.' can be an Excel whole number written '3.0'
     maybe_whole = pc.and_(pc.ends_with(trimmed, "0"), pc.match_substring(trimmed, ".")).to_numpy(zero_copy_only=False)
     texts = np.asarray(trimmed.to_pylist(), dtype=object)

@@ -412,7 +412,7 @@ def _shares(data: pd.DataFrame, by: Sequence[str], items: Sequence[str], satisfi
     g = grouped.ngroup().to_numpy()
     groups = grouped.size().index.to_frame(index=False)
     G, K = len(groups), len(items)
-    n_k = estimation.group_sum(g, answered, G)  # np.add.at's sums, in a fraction of its time
+    n_k = estimation.group_sum(g, answered, G)
     sat = estimation.group_sum(g, x, G)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(n_k > 0, sat / n_k, np.nan)

@@ -345,6 +345,16 @@ def _back(t, transform: str):
     return p, p * (1 - p), p * (1 - p) * (1 - 2 * p)
 
 
+
+def too_few_areas(m: int, p: int) -> str | None:
+    """Why a Fay–Herriot model of ``p`` coefficients cannot be fitted to ``m`` areas with a sample, or None.
+
+    The fit needs more areas than coefficients (m > p): with m <= p the residual variance of the
+    regression, hence the area variance A, is not identified (Rao & Molina 2015, §6.1).
+    """
+    return f"{m} areas with a sample cannot fit {p} coefficients" if m <= p else None
+
+
 def fay_herriot(direct: pd.DataFrame, covariates: Sequence[str], *, unit: str = "unit_id",
                 estimate: str = "estimate", se: str = "se", n: str = "n", method: str = "REML",
                 transform: str = "identity", level: float = 0.95, min_n_variance: int = 10,
@@ -413,8 +423,8 @@ def fay_herriot(direct: pd.DataFrame, covariates: Sequence[str], *, unit: str = 
     n_all = np.where(np.isnan(n_all), 0.0, n_all)
     sampled = ~np.isnan(dir_est) & (n_all > 0)
     m, p = int(sampled.sum()), X_all.shape[1]
-    if m <= p:
-        raise ValueError(f"{m} areas with a sample cannot fit {p} coefficients (intercept + {covariates})")
+    if (reason := too_few_areas(m, p)) is not None:
+        raise ValueError(f"{reason} (intercept + {covariates})")
     if np.linalg.matrix_rank(X_all[sampled]) < p:
         raise ValueError(f"the covariates {covariates} are collinear over the sampled areas")
     var_direct = dir_se**2

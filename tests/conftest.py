@@ -14,6 +14,7 @@ os.environ["SIPAS_RAW_DIR"] = tempfile.mkdtemp(prefix="sipas-test-raw-")
 for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 
+import hashlib  # noqa: E402
 import inspect  # noqa: E402
 import shutil  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
@@ -269,7 +270,30 @@ def _stage_run(tmp_path_factory, name: str, settings, stage, *, data_dir: Path |
     else:
         paths = copy_run(after.paths, folder)
     settings.save(paths.run_dir)
-    return StageRun(paths, settings, stage.run(paths, settings))
+    run = StageRun(paths, settings, stage.run(paths, settings))
+    _SHARED_RUNS[paths.run_dir] = _folder_digest(paths.run_dir)
+    return run
+
+
+#: the shared run folders and their digests when built: checked again when the worker's session ends
+_SHARED_RUNS: dict[Path, str] = {}
+
+
+def _folder_digest(folder: Path) -> str:
+    """One SHA-256 over every file's relative path and bytes, in order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_runs_stay_read_only():
+    """Fails the session when a test wrote into a shared run folder (it must work on :func:`copy_run`):
+    the files that share the worker would otherwise read what that test left."""
+    yield
+    changed = [str(folder) for folder, digest in _SHARED_RUNS.items() if _folder_digest(folder) != digest]
+    assert not changed, f"shared run folders changed by a test: {changed}"
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ no personal data or free text in any download; the index page links every downlo
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,8 @@ import pytest
 from sipas_lib import config, exports, schemas
 from sipas_lib.stages.weighting import load_design_spec
 
+from conftest import copy_run
+
 
 @pytest.fixture(scope="module")
 def weighted_run(tiny_previous_admin_run):
@@ -21,11 +22,6 @@ def weighted_run(tiny_previous_admin_run):
     demo's previous year: a year before the 2025 reform, with departments and districts, so that
     both Phụ lục 3 forms (Mẫu số 1 and Mẫu số 2) are written (conftest's shared run)."""
     return tiny_previous_admin_run.paths, tiny_previous_admin_run.settings
-
-
-def copy_run(paths: config.RunPaths, tmp_path: Path) -> config.RunPaths:
-    shutil.copytree(paths.run_dir, tmp_path / "run")
-    return config.RunPaths(paths.data_dir, tmp_path / "run")
 
 
 READERS = {".sav": pyreadstat.read_sav, ".dta": pyreadstat.read_dta}
@@ -46,7 +42,7 @@ def _expected(paths, settings):
 
 @pytest.mark.parametrize("suffix", [".sav", ".dta"])
 def test_values_labels_and_weights_round_trip(weighted_run, tmp_path, suffix):
-    paths = copy_run(*weighted_run[:1], tmp_path)
+    paths = copy_run(*weighted_run[:1], tmp_path / "run")
     settings = weighted_run[1]
     written = exports.microdata_files(paths, settings)
     path = next(p for p in written if p.suffix == suffix)
@@ -83,7 +79,7 @@ def test_values_labels_and_weights_round_trip(weighted_run, tmp_path, suffix):
 
 
 def test_english_labels_on_request(weighted_run, tmp_path):
-    paths = copy_run(weighted_run[0], tmp_path)
+    paths = copy_run(weighted_run[0], tmp_path / "run")
     settings = weighted_run[1].replace(lang="en")
     sav, dta = exports.microdata_files(paths, settings)
     assert sav.name == f"sipas_{settings.year}_weighted_en.sav" and dta.suffix == ".dta"
@@ -96,7 +92,7 @@ def test_english_labels_on_request(weighted_run, tmp_path):
 
 def test_no_personal_data_and_no_free_text(weighted_run, tmp_path):
     """A free-text answer that reached the results (keep_free_text) never reaches a download."""
-    paths = copy_run(weighted_run[0], tmp_path)
+    paths = copy_run(weighted_run[0], tmp_path / "run")
     weighted = schemas.read_result(paths, "responses_weighted")
     secret = "Nguyễn Văn Bímật 0912345678"
     weighted["education_other"] = pd.Series([secret] * len(weighted), dtype="str")
@@ -115,7 +111,7 @@ def test_every_download_type_is_checked_for_personal_data(weighted_run, tmp_path
 
     from sipas_lib.runner.export import export_pdf
 
-    paths = copy_run(weighted_run[0], tmp_path)
+    paths = copy_run(weighted_run[0], tmp_path / "run")
     written, problems = exports.write_downloads(paths, weighted_run[1])
     assert problems == []
     assert {p.suffix for p in written} == {".sav", ".dta", ".xlsx"}
@@ -162,7 +158,7 @@ def test_index_page_links_every_download(weighted_run, tmp_path):
 
     from sipas_lib.runner import RunSummary, write_index
 
-    paths = copy_run(weighted_run[0], tmp_path)
+    paths = copy_run(weighted_run[0], tmp_path / "run")
     written, _ = exports.write_downloads(paths, weighted_run[1])
     pdf = paths.run_dir / exports.DOWNLOADS_DIR / "pdf" / "unit_scorecard" / "S01.pdf"
     pdf.parent.mkdir(parents=True)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from sipas_lib import config, schemas
+from sipas_lib import schemas
 from sipas_lib.stages import StageError
 from sipas_lib.stages import annual_survey_report as stage
+
+from conftest import copy_run
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +18,8 @@ def intake_run(tiny_intake_run):
     return tiny_intake_run.paths, tiny_intake_run.settings
 
 
-def copy_run(paths: config.RunPaths, tmp_path: Path) -> config.RunPaths:
-    shutil.copytree(paths.run_dir, tmp_path / "run")
-    return config.RunPaths(paths.data_dir, tmp_path / "run")
-
-
 def test_counts_come_from_the_intake_results(intake_run, tmp_path):
-    paths = copy_run(intake_run[0], tmp_path)
+    paths = copy_run(intake_run[0], tmp_path / "run")
     tables = stage.run(paths, intake_run[1])
     s = schemas.read_result(paths, "annual_survey_summary").iloc[0]
     intake = schemas.read_result(paths, "intake_summary")
@@ -42,7 +36,7 @@ def test_counts_come_from_the_intake_results(intake_run, tmp_path):
 
 
 def test_dates_outside_the_year_never_stretch_the_period(intake_run, tmp_path):
-    paths = copy_run(intake_run[0], tmp_path)
+    paths = copy_run(intake_run[0], tmp_path / "run")
     responses = schemas.read_result(paths, "responses")
     responses.loc[responses.index[:2], "survey_date"] = pd.to_datetime(["1900-01-01", "2031-01-01"])
     schemas.write_result(paths, "responses", responses)
@@ -54,7 +48,7 @@ def test_dates_outside_the_year_never_stretch_the_period(intake_run, tmp_path):
 
 
 def test_quarantine_is_reported_by_rule_only(intake_run, tmp_path):
-    paths = copy_run(intake_run[0], tmp_path)
+    paths = copy_run(intake_run[0], tmp_path / "run")
     qfile = paths.quarantine / "quarantine.csv"
     q = pd.read_csv(qfile, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     phone = "0912345678"
@@ -71,7 +65,7 @@ def test_quarantine_is_reported_by_rule_only(intake_run, tmp_path):
 
 
 def test_inconsistent_or_missing_inputs_are_stage_errors(intake_run, tmp_path):
-    paths = copy_run(intake_run[0], tmp_path)
+    paths = copy_run(intake_run[0], tmp_path / "run")
     (paths.quarantine / "quarantine.csv").rename(paths.quarantine / "moved.csv")
     with pytest.raises(StageError, match="quarantine.csv: not found"):
         stage.run(paths, intake_run[1])

@@ -248,8 +248,10 @@ def _fisher_scoring(problem: _MLProblem, th: np.ndarray, maxit: int = 500, tol: 
     linearly (rate 0.57 on the tiny test year), down to where F no longer decreases measurably
     while the gradient is still far from zero (~25 evaluations an iteration, 500 iterations).
     After :data:`_SLOW_ITERATIONS` slow or :data:`_STALL_ITERATIONS` flat iterations in a row
-    (or :data:`_FISHER_ITERATIONS` in all) the steps use the observed Hessian when it is
-    positive definite (Newton, quadratic convergence); fits that converge fast never switch,
+    (or :data:`_FISHER_ITERATIONS` in all) a step uses the observed Hessian when it is
+    positive definite (Newton, quadratic convergence); a Newton step that decreases F fast resets
+    the slow and flat counts, so scoring resumes until it slows again (after
+    :data:`_FISHER_ITERATIONS`, every step is Newton's); fits that converge fast never switch,
     so their estimates are those of pure Fisher scoring. A Newton step is also accepted when F is
     flat to rounding (:math:`64\\,\\epsilon\\max(1,|F|)`) and the largest gradient component
     decreases. Converged: the largest gradient component below ``tol`` (below 1e-6 when no

@@ -518,8 +518,9 @@ def run_report(
     templates = discover_fanout(notebooks_dir)
     # the kernels boot while the run is planned (their start is the first thing every chain waits for), but no
     # more than the steps that run in one (a template's units are not known yet: they may keep every worker busy)
-    kernel_steps = (sum(stages is None or int(p.name[:2]) in stages for p in stage_paths) + (previous_data is not None)
-                    + bool(downloads) + (n_workers * len(templates) if fanout else 0))
+    selected = [p for p in stage_paths if stages is None or int(p.name[:2]) in stages]
+    kernel_steps = (len(selected) + (previous_data is not None) + bool(downloads)
+                    + (n_workers * len(templates) if fanout else 0))
     n_kernels = min(n_workers, kernel_steps)
     starter = KernelStarter(n_kernels, notebooks_dir, paths.notebooks) if reuse_kernels and n_kernels else None
     try:
@@ -551,7 +552,7 @@ def run_report(
                               executed=paths.notebooks / source.name, html=paths.html / f"{source.stem}.html",
                               section=index_section(source), stage=stage_of(source))
             stage_runs.append(run)
-            if stages is not None and number not in stages:
+            if source not in selected:
                 _mark_skipped(run)
                 ctx.progress("done", run)
                 continue

@@ -657,11 +657,14 @@ def small_area_table(indices: pd.DataFrame, city: pd.DataFrame, excluded: pd.Dat
 
 def _too_few_areas(indices: pd.DataFrame, excluded: pd.DataFrame, *, n_coefficients: int) -> dict[str, str] | None:
     """Why no ranked unit type can be modelled, when none has more units with a sample than the model's
-    ``n_coefficients`` (intercept + covariates; :func:`sipas_lib.small_area.fay_herriot` needs m > p);
-    ``None`` when one may be. Units with a sample: an overall index; left out by weighting: none.
+    ``n_coefficients`` (intercept + covariates; :func:`sipas_lib.small_area.too_few_areas`); ``None`` when one
+    may be. Units with a sample: an overall index; left out by weighting: none.
 
-    The types are those :func:`small_area_table` would try (overall indices and left-out units of
-    :data:`RANKED_TYPES`), in its order.
+    The count is taken before units without covariates are dropped, so it is an upper bound of the model's m:
+    this only skips what :func:`small_area_table` would refuse, and it does so before the administrative
+    records are aggregated (seconds a run). On such a year a broken administrative file is therefore not
+    reported by stage 50. The types are those :func:`small_area_table` would try (overall indices and left-out
+    units of :data:`RANKED_TYPES`), in its order.
     """
     overall = indices.loc[indices["level"].eq("overall") & indices["estimate"].notna() & indices["n"].gt(0),
                           ["unit_id", "unit_type"]]
@@ -669,10 +672,12 @@ def _too_few_areas(indices: pd.DataFrame, excluded: pd.DataFrame, *, n_coefficie
     kinds = sorted(set(kinds[kinds.isin(RANKED_TYPES)].astype(str)))
     sampled = overall.groupby(overall["unit_type"].astype(str))["unit_id"].nunique()
     counts = {kind: int(sampled.get(kind, 0)) for kind in kinds}
-    if any(m > n_coefficients for m in counts.values()):
+    from sipas_lib import small_area as sa
+
+    reasons = {kind: sa.too_few_areas(m, n_coefficients) for kind, m in counts.items()}
+    if any(reason is None for reason in reasons.values()):
         return None
-    return {kind: f"at most {m} areas with a sample cannot fit {n_coefficients} coefficients"
-            for kind, m in counts.items()}
+    return {kind: f"at most {reason}" for kind, reason in reasons.items()}
 
 
 def _small_area(paths: RunPaths, settings: Settings, design, indices: pd.DataFrame, city: pd.DataFrame,
