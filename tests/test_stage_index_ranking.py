@@ -154,6 +154,16 @@ def test_small_area_step_stops_before_the_records_when_no_type_can_be_modelled(d
     assert index_ranking._small_area(default_run.paths, default_run.settings, None, tables.indices,
                                      tables.city_indices, excluded, None, skipped) == (None, None)
     assert skipped == {k: v for k, v in tables.skipped.items() if k.startswith("small_area")}
+    monkeypatch.undo()
+    # without the shortcut the whole step (records aggregated, a fit tried per type) refuses the same types
+    monkeypatch.setattr(index_ranking, "_too_few_areas", lambda *a, **k: None)
+    full: dict[str, str] = {}
+    design = index_ranking._load_design(default_run.paths)
+    assert index_ranking._small_area(default_run.paths, default_run.settings, design, tables.indices,
+                                     tables.city_indices, excluded, None, full) == (None, None)
+    assert {k for k in full if k.startswith("small_area:")} == {k for k in skipped if k.startswith("small_area:")}
+    assert all("cannot fit" in full[k] for k in full if k.startswith("small_area:"))
+    monkeypatch.undo()
     overall = pd.DataFrame({"unit_id": list("ABCD"), "unit_type": "ward", "level": "overall", "estimate": 0.8,
                             "n": [40, 40, 40, 0]})
     left_out = pd.DataFrame({"unit_id": ["E"], "unit_type": ["commune"], "reason": ["no_responses"]})
