@@ -18,9 +18,11 @@ EXTRAS ?= test
 comma  := ,
 # one stamp per set of extras: `make venv EXTRAS=test,spark` installs PySpark into an existing .venv too
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
-# uv installs the same packages as pip several times faster; pip installs them when uv cannot be had. Both compile
-# the bytecode at install: where PYTHONDONTWRITEBYTECODE is set, every process would compile its imports again.
-UV_INSTALL  = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
+# uv installs the same packages as pip several times faster; pip installs them when uv cannot be had. Bytecode is
+# written on first import (only what is used, about 25 s less than compiling .venv at install): where
+# PYTHONDONTWRITEBYTECODE is set, every worker and kernel would otherwise compile all its imports again.
+unexport PYTHONDONTWRITEBYTECODE
+UV_INSTALL  = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python
 PIP_INSTALL = $(BIN)/python -m pip install --quiet
 
 $(STAMP): pyproject.toml
@@ -49,7 +51,6 @@ report-pdf: demo ## The full report plus the annual report and scorecards as PDF
 pdf: report-pdf ## Same as report-pdf
 
 test: demo ## Run the whole test suite (unit, parity, simulation, notebook tiers; Spark with pip install -e ".[spark]" and java)
-	@$(BIN)/python -m compileall -q sipas_lib tests  # once, not in every worker and kernel (see PYTHONDONTWRITEBYTECODE above)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: $(STAMP) ## Unit and parity tests: no kernel, no simulation, no Spark, no demo year built (about 60 s)
