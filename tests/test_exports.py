@@ -107,7 +107,7 @@ def test_no_personal_data_and_no_free_text(weighted_run, tmp_path):
 def test_every_download_type_is_checked_for_personal_data(weighted_run, tmp_path):
     """The personal-data check of the publishing tests reads SPSS, Stata, Excel and PDF files: it
     finds a name planted in each, and none in the tiny run's real downloads."""
-    from test_publishing import find_personal_data, personal_strings
+    from publishing_checks import find_personal_data, personal_strings
 
     from sipas_lib.runner.export import export_pdf
 

@@ -5,7 +5,7 @@ structure (2 departments and 2 districts, a quarter of the real sizes, ``tiny_ru
 year after the 2025 reform (2 departments and 11 wards at the real sizes, its previous year in the old
 structure, ``two_tier_run``: year-on-year across the reform, the small-area model); then checks of what
 a user and a reviewer get from each: statuses, result files, links of index.html, offline HTML, and no
-personal data anywhere. The tiny year carries hostile text from data (``test_publishing.with_payloads``:
+personal data anywhere. The tiny year carries hostile text from data (``publishing_checks.with_payloads``:
 units named ``<script>…`` and ``<img onerror=…>``, a free-text answer ``<script>…``), so the escaping checks
 of issue 7 run on this chain too, and the notebooks outside the chain (the explore notebook, the one-unit
 scorecard notebook) run on its results in one kernel.
@@ -25,7 +25,7 @@ import pytest
 from sipas_lib import config, runner, schemas
 
 from conftest import index_links
-from test_publishing import (N_FREE_TEXT_PAYLOADS, PAYLOAD, PAYLOAD_ESCAPED, error_outputs, find_personal_data,
+from publishing_checks import (N_FREE_TEXT_PAYLOADS, PAYLOAD, PAYLOAD_ESCAPED, error_outputs, find_personal_data,
                              live_scripts, personal_strings, public_text, stock_html, with_payloads)
 
 pytestmark = pytest.mark.notebooks
@@ -324,7 +324,7 @@ def test_scorecard_notebook_in_english_escapes_the_unit_name(outside_notebooks):
 
 
 def test_no_personal_word_in_any_file_of_the_run(tiny_run, outside_notebooks):
-    """Whole-word search (test_publishing.find_personal_data) for the applicants' and enumerators' names and
+    """Whole-word search (publishing_checks.find_personal_data) for the applicants' and enumerators' names and
     phones, the departments' paper forms included, in every file of the run and of the notebooks outside it."""
     secrets = personal_strings(tiny_run.data_dir)
     assert len(secrets) > 50  # the tiny year has names and phones to find
